@@ -1,0 +1,1 @@
+//! Rust client for tgi-rs / TGI endpoints (lands with its issue).

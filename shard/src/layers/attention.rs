@@ -1,0 +1,67 @@
+//! The self-attention block: fused QKV projection, rotary, paged attention, output projection.
+
+use super::rotary::RotaryEmbedding;
+use crate::error::{Result, ShardError};
+use crate::kv::{AttentionMetadata, PagedAttention};
+use crate::models::config::ModelConfig;
+use crate::parallel::{ColumnParallelLinear, Comm, RowParallelLinear};
+use crate::weights::WeightSource;
+use candle_core::{DType, Device, Tensor};
+
+/// Self-attention of one decoder layer (this rank's heads).
+#[derive(Debug, Clone)]
+pub struct SelfAttention {
+    qkv: ColumnParallelLinear,
+    o_proj: RowParallelLinear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl SelfAttention {
+    /// Loads `prefix.{q,k,v,o}_proj`; heads are split evenly over ranks.
+    pub fn load(src: &dyn WeightSource, prefix: &str, cfg: &ModelConfig, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+        let world = comm.world_size();
+        if cfg.num_heads % world != 0 || cfg.num_kv_heads % world != 0 {
+            return Err(ShardError::Sharding(format!(
+                "{} attention heads and {} key/value heads must both be divisible by the number of shards ({world})",
+                cfg.num_heads, cfg.num_kv_heads
+            )));
+        }
+        let q_rows = cfg.num_heads * cfg.head_dim;
+        let kv_rows = cfg.num_kv_heads * cfg.head_dim;
+        crate::weights::expect_shape(src, &format!("{prefix}.q_proj.weight"), &[q_rows, cfg.hidden_size])?;
+        crate::weights::expect_shape(src, &format!("{prefix}.k_proj.weight"), &[kv_rows, cfg.hidden_size])?;
+        crate::weights::expect_shape(src, &format!("{prefix}.v_proj.weight"), &[kv_rows, cfg.hidden_size])?;
+        let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{prefix}.{n}"));
+        Ok(Self {
+            qkv: ColumnParallelLinear::load(src, &names, cfg.qkv_bias, comm, dtype, device)?,
+            o_proj: RowParallelLinear::load(src, &format!("{prefix}.o_proj"), false, comm, dtype, device)?,
+            heads: cfg.num_heads / world,
+            kv_heads: cfg.num_kv_heads / world,
+            head_dim: cfg.head_dim,
+        })
+    }
+
+    /// `x`: `[T, hidden]` (already normalised) -> `[T, hidden]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &RotaryEmbedding,
+        cos_sin: &(Tensor, Tensor),
+        layer: usize,
+        kv: &mut dyn PagedAttention,
+        meta: &AttentionMetadata,
+    ) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let d = self.head_dim;
+        let qkv = self.qkv.forward(x)?;
+        let q = qkv.narrow(1, 0, self.heads * d)?.reshape((t, self.heads, d))?;
+        let k = qkv.narrow(1, self.heads * d, self.kv_heads * d)?.reshape((t, self.kv_heads, d))?;
+        let v = qkv.narrow(1, (self.heads + self.kv_heads) * d, self.kv_heads * d)?.reshape((t, self.kv_heads, d))?;
+        let q = rotary.apply(&q, cos_sin)?;
+        let k = rotary.apply(&k, cos_sin)?;
+        let attn = kv.forward(layer, &q, &k, &v, meta)?;
+        self.o_proj.forward(&attn)
+    }
+}

@@ -1,0 +1,36 @@
+//! SwiGLU MLP: `down(silu(gate(x)) * up(x))`, gate and up fused into one matmul.
+
+use crate::error::Result;
+use crate::parallel::{ColumnParallelLinear, Comm, RowParallelLinear};
+use crate::weights::WeightSource;
+use candle_core::{DType, Device, Tensor};
+
+/// The feed-forward block of a decoder layer.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    gate_up: ColumnParallelLinear,
+    down: RowParallelLinear,
+    local_intermediate: usize,
+}
+
+impl Mlp {
+    /// Loads `prefix.{gate,up,down}_proj`.
+    pub fn load(src: &dyn WeightSource, prefix: &str, intermediate: usize, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+        let names = [format!("{prefix}.gate_proj"), format!("{prefix}.up_proj")];
+        Ok(Self {
+            gate_up: ColumnParallelLinear::load(src, &names, false, comm, dtype, device)?,
+            down: RowParallelLinear::load(src, &format!("{prefix}.down_proj"), false, comm, dtype, device)?,
+            local_intermediate: intermediate / comm.world_size(),
+        })
+    }
+
+    /// `[T, hidden]` -> `[T, hidden]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gu = self.gate_up.forward(x)?;
+        let n = self.local_intermediate;
+        let gate = gu.narrow(1, 0, n)?;
+        let up = gu.narrow(1, n, n)?;
+        let h = (candle_nn::ops::silu(&gate)? * up)?;
+        self.down.forward(&h)
+    }
+}

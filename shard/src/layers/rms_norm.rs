@@ -1,0 +1,29 @@
+//! RMSNorm: `x / sqrt(mean(x²) + eps) * weight`, candle's fused kernel.
+
+use crate::error::Result;
+use crate::parallel::Split;
+use crate::weights::WeightSource;
+use candle_core::{DType, Device, Tensor};
+
+/// RMSNorm with a learned scale (replicated on every rank).
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// Loads `name` (shape `[size]`).
+    pub fn load(src: &dyn WeightSource, name: &str, size: usize, eps: f64, dtype: DType, device: &Device) -> Result<Self> {
+        crate::weights::expect_shape(src, name, &[size])?;
+        Ok(Self {
+            weight: src.tensor(name, Split::Full, dtype, device)?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Normalises the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
+    }
+}

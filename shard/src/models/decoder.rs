@@ -1,0 +1,132 @@
+//! The Llama-family decoder stack shared by Llama, Mistral and Qwen2: embedding, N pre-norm
+//! layers (attention + SwiGLU MLP with residuals), final norm and lm_head. Runs a ragged batch
+//! of new tokens against the paged KV cache in one forward.
+
+use super::config::ModelConfig;
+use crate::error::{Result, ShardError};
+use crate::kv::{AttentionMetadata, PagedAttention};
+use crate::layers::attention::SelfAttention;
+use crate::layers::mlp::Mlp;
+use crate::layers::rms_norm::RmsNorm;
+use crate::layers::rotary::RotaryEmbedding;
+use crate::parallel::{Comm, ParallelLmHead, VocabParallelEmbedding};
+use crate::weights::WeightSource;
+use candle_core::{DType, Device, Tensor};
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    input_norm: RmsNorm,
+    attention: SelfAttention,
+    post_attention_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// One forward's inputs: the new tokens of every sequence, flattened.
+#[derive(Debug, Clone)]
+pub struct ForwardInput {
+    /// Token ids, `T` of them.
+    pub input_ids: Vec<u32>,
+    /// Slots, positions and block tables.
+    pub meta: AttentionMetadata,
+    /// Indices (into the `T` tokens) whose logits are needed, in output order.
+    pub logit_rows: Vec<u32>,
+}
+
+/// A loaded decoder-only model.
+#[derive(Debug, Clone)]
+pub struct DecoderModel {
+    config: ModelConfig,
+    embed: VocabParallelEmbedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: ParallelLmHead,
+    rotary: RotaryEmbedding,
+    dtype: DType,
+    device: Device,
+}
+
+impl DecoderModel {
+    /// Loads every weight of `cfg` from `src` (this rank's part of each).
+    pub fn load(src: &dyn WeightSource, cfg: &ModelConfig, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+        let embed_name = "model.embed_tokens.weight";
+        crate::weights::expect_shape(src, embed_name, &[cfg.vocab_size, cfg.hidden_size])?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| {
+                let p = format!("model.layers.{i}");
+                Ok(DecoderLayer {
+                    input_norm: RmsNorm::load(src, &format!("{p}.input_layernorm.weight"), cfg.hidden_size, cfg.rms_norm_eps, dtype, device)?,
+                    attention: SelfAttention::load(src, &format!("{p}.self_attn"), cfg, comm, dtype, device)?,
+                    post_attention_norm: RmsNorm::load(src, &format!("{p}.post_attention_layernorm.weight"), cfg.hidden_size, cfg.rms_norm_eps, dtype, device)?,
+                    mlp: Mlp::load(src, &format!("{p}.mlp"), cfg.intermediate_size, comm, dtype, device)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let head_name = if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
+            embed_name
+        } else {
+            "lm_head.weight"
+        };
+        Ok(Self {
+            config: cfg.clone(),
+            embed: VocabParallelEmbedding::load(src, embed_name, comm, dtype, device)?,
+            layers,
+            norm: RmsNorm::load(src, "model.norm.weight", cfg.hidden_size, cfg.rms_norm_eps, dtype, device)?,
+            lm_head: ParallelLmHead::load(src, head_name, comm, dtype, device)?,
+            rotary: RotaryEmbedding::new(cfg, dtype, device)?,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs the new tokens through the model, writing their K/V into `kv`; returns f32 logits
+    /// `[logit_rows.len(), vocab]`.
+    pub fn forward(&self, input: &ForwardInput, kv: &mut dyn PagedAttention) -> Result<Tensor> {
+        let t = input.input_ids.len();
+        if t == 0 || input.meta.num_tokens() != t {
+            return Err(ShardError::InvalidArgument(format!(
+                "forward with {t} tokens and metadata for {}",
+                input.meta.num_tokens()
+            )));
+        }
+        if let Some(&p) = input.meta.token_pos.iter().find(|&&p| p as usize >= self.rotary.max_positions()) {
+            return Err(ShardError::InvalidArgument(format!(
+                "position {p} exceeds the model's max_position_embeddings ({})",
+                self.rotary.max_positions()
+            )));
+        }
+        if let Some(&id) = input.input_ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(ShardError::InvalidArgument(format!(
+                "token id {id} is outside the vocabulary ({})",
+                self.config.vocab_size
+            )));
+        }
+        let positions = Tensor::new(input.meta.token_pos.as_slice(), &self.device)?;
+        let cos_sin = self.rotary.select(&positions)?;
+        let mut x = self.embed.forward(&input.input_ids)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_norm.forward(&x)?;
+            let h = layer.attention.forward(&h, &self.rotary, &cos_sin, i, kv, &input.meta)?;
+            x = (x + h)?;
+            let h = layer.post_attention_norm.forward(&x)?;
+            x = (&x + layer.mlp.forward(&h)?)?;
+        }
+        let rows = Tensor::new(input.logit_rows.as_slice(), &self.device)?;
+        let x = self.norm.forward(&x.index_select(&rows, 0)?)?;
+        Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?)
+    }
+}

@@ -1,0 +1,12 @@
+//! Mistral: the Llama decoder with sliding-window attention (`sliding_window` tokens, the
+//! current one included, as transformers masks it).
+
+use super::config::{Architecture, HfConfig, ModelConfig};
+use crate::error::Result;
+
+/// Mistral's reading of `config.json`.
+pub fn config(hf: &HfConfig) -> Result<ModelConfig> {
+    let mut c = hf.base_config(Architecture::Mistral)?;
+    c.sliding_window = hf.sliding_window;
+    Ok(c)
+}

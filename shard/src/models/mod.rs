@@ -1,0 +1,12 @@
+//! Model architectures (one file each) and the loader that picks one for a model path.
+
+pub mod config;
+pub mod decoder;
+mod gguf_config;
+pub mod llama;
+pub mod loader;
+pub mod mistral;
+pub mod qwen2;
+
+pub use decoder::{DecoderModel, ForwardInput};
+pub use loader::{load_model, LoadOptions, LoadedModel};
