@@ -259,6 +259,31 @@ mod tests {
     }
 
     #[test]
+    fn top_p_removes_the_lower_id_first_among_ties() {
+        // probs .25 .25 .5, p = 0.6: ascending (id order among ties) cumsum .25 .5 1;
+        // remove cumsum <= 0.4 -> only id 0.
+        let mut scratch = WarpScratch::default();
+        let mut s = ln(&[0.25, 0.25, 0.5]);
+        apply_top_p(&mut s, 0.6, &mut scratch);
+        assert_eq!(kept(&s), vec![1, 2]);
+    }
+
+    #[test]
+    fn top_p_and_typical_p_handle_nuclei_wider_than_the_first_sorted_head() {
+        let mut scratch = WarpScratch::default();
+        // 5000 equal tokens: the nucleus for p = 0.5 is half of them, the highest ids first.
+        let mut s = vec![0.0f32; 5000];
+        apply_top_p(&mut s, 0.5, &mut scratch);
+        let k = kept(&s);
+        assert!((2500..=2501).contains(&k.len()), "{}", k.len());
+        assert_eq!(*k.last().unwrap(), 4999);
+        // Equal tokens are all exactly as typical as each other: typical-p keeps them all.
+        let mut s = vec![0.0f32; 5000];
+        apply_typical_p(&mut s, 0.5, &mut scratch);
+        assert_eq!(kept(&s).len(), 5000);
+    }
+
+    #[test]
     fn typical_p_ranks_by_distance_to_entropy() {
         // probs 1/2 1/4 1/8 1/8: H = 1.75 ln2; |-log p - H| = 0.75, 0.25, 1.25, 1.25 (x ln2).
         // Ranking: token 1 (p .25), token 0 (p .5), tokens 2, 3; cumsum .25 .75 .875 1.
