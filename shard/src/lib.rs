@@ -5,12 +5,14 @@
 //! parallelism), `sampling/` (logits processors and token choice), `engine/` (batches,
 //! prefill/decode steps, stopping, detokenization), `server/` (the gRPC service).
 
+pub mod engine;
 pub mod error;
 pub mod kv;
 pub mod layers;
 pub mod models;
 pub mod parallel;
 pub mod sampling;
+pub mod server;
 pub mod weights;
 
 pub use error::{Result, ShardError};

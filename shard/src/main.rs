@@ -1,1 +1,139 @@
-fn main() {}
+//! `text-generation-shard serve`: load the model, then serve TGI's v3 gRPC protocol on
+//! `<uds-path>-<rank>`. The socket appears only once the model is loaded (the launcher's
+//! readiness signal) and is removed on exit; SIGINT/SIGTERM stop the server cleanly.
+
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Command, DtypeArg, ServeArgs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use text_generation_proto::v3::text_generation_service_server::TextGenerationServiceServer;
+use text_generation_shard::engine::{Engine, EngineConfig, KvBudget};
+use text_generation_shard::models::{load_model, LoadOptions};
+use text_generation_shard::parallel::SingleProcess;
+use text_generation_shard::server::ShardService;
+use text_generation_shard::ShardError;
+
+fn init_logging(args: &ServeArgs) {
+    let level = args.logger_level.to_lowercase();
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("text_generation_shard={level},warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.json_output {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    init_logging(&args);
+    // Fix the worker-thread count once: candle otherwise re-reads /proc/cpuinfo on every op
+    // when sysfs lacks cpu_capacity (common on VMs).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if let Err(e) = run(args) {
+        tracing::error!("{e}");
+        eprintln!("Error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: ServeArgs) -> Result<(), ShardError> {
+    if let Some(q) = &args.quantize {
+        return Err(ShardError::InvalidConfig(format!(
+            "--quantize {q} is not supported by this shard yet; serve a GGUF file for quantized weights"
+        )));
+    }
+    if args.speculate.unwrap_or(0) > 0 {
+        return Err(ShardError::InvalidConfig("--speculate is not supported yet".into()));
+    }
+    let world_size = if args.sharded { args.world_size.max(1) } else { 1 };
+    if args.rank >= world_size {
+        return Err(ShardError::InvalidConfig(format!("RANK {} is not below WORLD_SIZE {world_size}", args.rank)));
+    }
+    if world_size > 1 {
+        return Err(ShardError::Sharding(format!(
+            "WORLD_SIZE {world_size}: tensor parallelism across shard processes is not available in this build yet"
+        )));
+    }
+    let dtype = args.dtype.map(|d| match d {
+        DtypeArg::Float16 => candle_core::DType::F16,
+        DtypeArg::Bfloat16 => candle_core::DType::BF16,
+        DtypeArg::Float32 => candle_core::DType::F32,
+    });
+    let started = std::time::Instant::now();
+    let opts = LoadOptions {
+        dtype,
+        device: candle_core::Device::Cpu,
+        comm: Arc::new(SingleProcess),
+    };
+    let loaded = load_model(&args.model_id, &opts)?;
+    tracing::info!(model = %args.model_id.display(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+    let kv_budget = match args.max_batch_total_tokens {
+        Some(n) => KvBudget::Tokens(n),
+        None => KvBudget::MemoryFraction(args.kv_cache_memory_fraction),
+    };
+    let engine = Engine::new(
+        loaded,
+        EngineConfig {
+            kv_budget,
+            max_input_tokens: args.max_input_tokens,
+            rank: args.rank,
+            world_size,
+        },
+    );
+    let urls = (0..world_size).map(|r| format!("unix://{}-{r}", args.uds_path)).collect();
+    let socket = PathBuf::from(format!("{}-{}", args.uds_path, args.rank));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| ShardError::Io { context: "starting the async runtime".into(), source })?;
+    let result = runtime.block_on(serve(ShardService::new(engine, urls), &socket));
+    let _ = std::fs::remove_file(&socket);
+    result
+}
+
+async fn serve(service: ShardService, socket: &std::path::Path) -> Result<(), ShardError> {
+    if socket.exists() {
+        let _ = std::fs::remove_file(socket);
+    }
+    let listener = tokio::net::UnixListener::bind(socket).map_err(|source| ShardError::Io {
+        context: format!("binding {}", socket.display()),
+        source,
+    })?;
+    tracing::info!(socket = %socket.display(), "server started");
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(
+            TextGenerationServiceServer::new(service)
+                .max_decoding_message_size(i32::MAX as usize)
+                .max_encoding_message_size(i32::MAX as usize),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .await
+        .map_err(|e| ShardError::Io {
+            context: "serving gRPC".into(),
+            source: std::io::Error::other(e),
+        })?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+    }
+}
