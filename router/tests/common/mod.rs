@@ -1,0 +1,153 @@
+//! Shared helpers of the integration tests: start the router binary, talk HTTP and SSE.
+
+#![allow(dead_code)]
+
+pub mod fake_shard;
+
+use futures::StreamExt;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free localhost TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Writes the tiny Llama test model (tokenizer, ChatML template, weights) into `dir`.
+pub fn write_tiny_model(dir: &Path) -> PathBuf {
+    let model = dir.join("llama");
+    test_models::write_model(
+        &model,
+        &test_models::TinyModel::new(test_models::Arch::Llama),
+    )
+    .expect("write tiny model");
+    model
+}
+
+/// A router process, killed when dropped.
+pub struct RouterProcess {
+    child: Child,
+    pub port: u16,
+    pub prometheus_port: u16,
+    pub base: String,
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RouterProcess {
+    /// Starts the router against `master_socket`; returns once the HTTP port accepts.
+    pub async fn start(master_socket: &Path, tokenizer: &Path, extra: &[&str]) -> RouterProcess {
+        let port = free_port();
+        let prometheus_port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_text-generation-router"))
+            .arg("--master-shard-uds-path")
+            .arg(master_socket)
+            .arg("--tokenizer-name")
+            .arg(tokenizer)
+            .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--prometheus-port", &prometheus_port.to_string()])
+            .args(extra)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn router");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("router exited during startup: {status}");
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "router did not open its port");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        RouterProcess {
+            child,
+            port,
+            prometheus_port,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+/// An HTTP client without connection-pool surprises.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+/// POSTs JSON and returns status and parsed JSON body.
+pub async fn post_json(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let r = c.post(url).json(body).send().await.expect("send");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// POSTs and collects every SSE `data:` payload until the stream ends.
+pub async fn post_sse(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Vec<String>) {
+    let r = c.post(url).json(body).send().await.expect("send");
+    let status = r.status().as_u16();
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let mut stream = r.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let event = event.trim_end_matches('\n');
+            if let Some(data) = event.strip_prefix("data:") {
+                events.push(data.to_string());
+            } else {
+                assert!(event.starts_with(':'), "bad SSE framing: {event:?}");
+            }
+        }
+    }
+    assert!(buffer.is_empty(), "trailing bytes: {buffer:?}");
+    (status, events)
+}
+
+/// Parses `name{labels} value` lines of the Prometheus text format.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split(['{', ' ']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// GET `/metrics` text.
+pub async fn metrics_text(c: &reqwest::Client, router: &RouterProcess) -> String {
+    c.get(router.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
