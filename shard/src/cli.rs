@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 /// tgi-rs model shard.
 #[derive(Debug, Parser)]
-#[command(name = "text-generation-shard", version, about = "tgi-rs model shard: serves TGI's v3 gRPC protocol on a Unix socket")]
+#[command(
+    name = "text-generation-shard",
+    version,
+    about = "tgi-rs model shard: serves TGI's v3 gRPC protocol on a Unix socket"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

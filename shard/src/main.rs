@@ -17,9 +17,12 @@ use text_generation_shard::ShardError;
 
 fn init_logging(args: &ServeArgs) {
     let level = args.logger_level.to_lowercase();
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("text_generation_shard={level},warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("text_generation_shard={level},warn"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if args.json_output {
         builder.json().flatten_event(true).init();
     } else {
@@ -34,7 +37,9 @@ fn main() {
     // Fix the worker-thread count once: candle otherwise re-reads /proc/cpuinfo on every op
     // when sysfs lacks cpu_capacity (common on VMs).
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     if let Err(e) = run(args) {
@@ -51,11 +56,20 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
         )));
     }
     if args.speculate.unwrap_or(0) > 0 {
-        return Err(ShardError::InvalidConfig("--speculate is not supported yet".into()));
+        return Err(ShardError::InvalidConfig(
+            "--speculate is not supported yet".into(),
+        ));
     }
-    let world_size = if args.sharded { args.world_size.max(1) } else { 1 };
+    let world_size = if args.sharded {
+        args.world_size.max(1)
+    } else {
+        1
+    };
     if args.rank >= world_size {
-        return Err(ShardError::InvalidConfig(format!("RANK {} is not below WORLD_SIZE {world_size}", args.rank)));
+        return Err(ShardError::InvalidConfig(format!(
+            "RANK {} is not below WORLD_SIZE {world_size}",
+            args.rank
+        )));
     }
     if world_size > 1 {
         return Err(ShardError::Sharding(format!(
@@ -88,13 +102,18 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
             world_size,
         },
     );
-    let urls = (0..world_size).map(|r| format!("unix://{}-{r}", args.uds_path)).collect();
+    let urls = (0..world_size)
+        .map(|r| format!("unix://{}-{r}", args.uds_path))
+        .collect();
     let socket = PathBuf::from(format!("{}-{}", args.uds_path, args.rank));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|source| ShardError::Io { context: "starting the async runtime".into(), source })?;
+        .map_err(|source| ShardError::Io {
+            context: "starting the async runtime".into(),
+            source,
+        })?;
     let result = runtime.block_on(serve(ShardService::new(engine, urls), &socket));
     let _ = std::fs::remove_file(&socket);
     result

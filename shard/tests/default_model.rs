@@ -9,12 +9,19 @@ use std::path::PathBuf;
 use text_generation_proto::v3 as pb;
 
 fn default_model() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if p.exists() {
         return Some(p);
     }
-    assert!(std::env::var_os("CI").is_none(), "CI must fetch the default model first: scripts/fetch-default-model.sh");
-    eprintln!("skipping: {} not found (run scripts/fetch-default-model.sh)", p.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must fetch the default model first: scripts/fetch-default-model.sh"
+    );
+    eprintln!(
+        "skipping: {} not found (run scripts/fetch-default-model.sh)",
+        p.display()
+    );
     None
 }
 
@@ -28,16 +35,29 @@ async fn default_gguf_answers_a_chatml_prompt() {
     let w = warmup(&mut c, 512).await;
     assert_eq!(w.max_total_tokens, 8192, "GGUF context length");
 
-    let prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+    let prompt =
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
     let mut r = request(1, prompt, 64);
     r.prefill_logprobs = true;
     let out = generate_all(&mut c, batch(1, vec![r])).await;
     let (ids, last) = &out[&1];
     let gt = last.generated_text.as_ref().expect("finished");
-    println!("answer ({} tokens, {:?}): {:?}", ids.len(), gt.finish_reason, gt.text);
-    assert_eq!(gt.finish_reason, pb::FinishReason::EosToken as i32, "an instruct model ends its turn with <|im_end|>");
+    println!(
+        "answer ({} tokens, {:?}): {:?}",
+        ids.len(),
+        gt.finish_reason,
+        gt.text
+    );
+    assert_eq!(
+        gt.finish_reason,
+        pb::FinishReason::EosToken as i32,
+        "an instruct model ends its turn with <|im_end|>"
+    );
     assert_eq!(*ids.last().expect("ids"), 2, "<|im_end|> is id 2");
-    assert!(!gt.text.contains("<|im_end|>"), "special tokens are skipped in the final text");
+    assert!(
+        !gt.text.contains("<|im_end|>"),
+        "special tokens are skipped in the final text"
+    );
     let words = gt.text.split_whitespace().count();
     assert!(words >= 2, "a real answer, not noise: {:?}", gt.text);
     assert!(gt.text.is_ascii(), "plain English: {:?}", gt.text);

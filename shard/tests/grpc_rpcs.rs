@@ -30,11 +30,20 @@ async fn info_discovery_health_and_clear_cache() {
     assert!(info.support_chunking);
     assert!(!info.requires_padding);
     assert_eq!(info.block_size, 16);
-    let urls = c.service_discovery(pb::ServiceDiscoveryRequest {}).await.expect("sd").into_inner().urls;
+    let urls = c
+        .service_discovery(pb::ServiceDiscoveryRequest {})
+        .await
+        .expect("sd")
+        .into_inner()
+        .urls;
     assert_eq!(urls, vec![format!("unix://{}", shard.socket.display())]);
     c.health(pb::HealthRequest {}).await.expect("health");
-    c.clear_cache(pb::ClearCacheRequest { id: None }).await.expect("clear all");
-    c.clear_cache(pb::ClearCacheRequest { id: Some(42) }).await.expect("clear unknown id is a no-op");
+    c.clear_cache(pb::ClearCacheRequest { id: None })
+        .await
+        .expect("clear all");
+    c.clear_cache(pb::ClearCacheRequest { id: Some(42) })
+        .await
+        .expect("clear unknown id is a no-op");
 }
 
 #[tokio::test]
@@ -44,13 +53,19 @@ async fn warmup_sizes_the_cache_and_prefill_decode_generate() {
     let mut c = connect(&shard.socket).await;
     // Before warmup there is no KV cache.
     let err = c
-        .prefill(pb::PrefillRequest { batch: Some(batch(1, vec![request(1, "hi", 2)])), cached_batch: None })
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(1, vec![request(1, "hi", 2)])),
+            cached_batch: None,
+        })
         .await
         .expect_err("no cache yet");
     assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
     let w = warmup(&mut c, 256).await;
     assert_eq!(w.max_supported_total_tokens, Some(16384));
-    assert_eq!(w.max_total_tokens, 512, "min(kv capacity, max_position_embeddings)");
+    assert_eq!(
+        w.max_total_tokens, 512,
+        "min(kv capacity, max_position_embeddings)"
+    );
     assert_eq!(w.max_input_tokens, 511);
 
     let out = generate_all(&mut c, batch(7, vec![request(3, PROMPTS[1], 12)])).await;
@@ -75,21 +90,38 @@ async fn batch_invariance_alone_vs_batched_vs_filtered_and_concatenated() {
 
     let mut alone = Vec::new();
     for (i, p) in PROMPTS.iter().enumerate() {
-        let out = generate_all(&mut c, batch(100 + i as u64, vec![request(i as u64, p, lens[i])])).await;
+        let out = generate_all(
+            &mut c,
+            batch(100 + i as u64, vec![request(i as u64, p, lens[i])]),
+        )
+        .await;
         alone.push(out[&(i as u64)].0.clone());
         assert_eq!(alone[i].len(), lens[i] as usize);
     }
 
-    let reqs = PROMPTS.iter().enumerate().map(|(i, p)| request(10 + i as u64, p, lens[i])).collect();
+    let reqs = PROMPTS
+        .iter()
+        .enumerate()
+        .map(|(i, p)| request(10 + i as u64, p, lens[i]))
+        .collect();
     let together = generate_all(&mut c, batch(200, reqs)).await;
     for i in 0..8 {
-        assert_eq!(together[&(10 + i as u64)].0, alone[i], "request {i} differs inside a batch of 8");
+        assert_eq!(
+            together[&(10 + i as u64)].0,
+            alone[i],
+            "request {i} differs inside a batch of 8"
+        );
     }
 
     // Two batches prefilled separately, decoded together, then one request filtered out.
     let a = c
         .prefill(pb::PrefillRequest {
-            batch: Some(batch(300, (0..4).map(|i| request(20 + i, PROMPTS[i as usize], lens[i as usize])).collect())),
+            batch: Some(batch(
+                300,
+                (0..4)
+                    .map(|i| request(20 + i, PROMPTS[i as usize], lens[i as usize]))
+                    .collect(),
+            )),
             cached_batch: None,
         })
         .await
@@ -97,7 +129,12 @@ async fn batch_invariance_alone_vs_batched_vs_filtered_and_concatenated() {
         .into_inner();
     let b = c
         .prefill(pb::PrefillRequest {
-            batch: Some(batch(301, (4..8).map(|i| request(20 + i, PROMPTS[i as usize], lens[i as usize])).collect())),
+            batch: Some(batch(
+                301,
+                (4..8)
+                    .map(|i| request(20 + i, PROMPTS[i as usize], lens[i as usize]))
+                    .collect(),
+            )),
             cached_batch: None,
         })
         .await
@@ -105,23 +142,40 @@ async fn batch_invariance_alone_vs_batched_vs_filtered_and_concatenated() {
         .into_inner();
     let mut got: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
     for g in a.generations.iter().chain(b.generations.iter()) {
-        got.entry(g.request_id).or_default().extend(g.tokens.as_ref().map(|t| t.ids.clone()).unwrap_or_default());
+        got.entry(g.request_id)
+            .or_default()
+            .extend(g.tokens.as_ref().map(|t| t.ids.clone()).unwrap_or_default());
     }
     let joined = c
-        .decode(pb::DecodeRequest { batches: vec![a.batch.expect("a"), b.batch.expect("b")] })
+        .decode(pb::DecodeRequest {
+            batches: vec![a.batch.expect("a"), b.batch.expect("b")],
+        })
         .await
         .expect("decode two batches")
         .into_inner();
     let cb = joined.batch.expect("joined batch");
     assert_eq!(cb.id, 300, "concatenation keeps the first batch id");
     assert_eq!(cb.size, 8);
-    assert_eq!(cb.current_tokens, 8, "decode processes one token per request");
+    assert_eq!(
+        cb.current_tokens, 8,
+        "decode processes one token per request"
+    );
     for g in joined.generations {
-        got.entry(g.request_id).or_default().extend(g.tokens.map(|t| t.ids).unwrap_or_default());
+        got.entry(g.request_id)
+            .or_default()
+            .extend(g.tokens.map(|t| t.ids).unwrap_or_default());
     }
-    let keep: Vec<u64> = cb.request_ids.iter().copied().filter(|&id| id != 21).collect();
+    let keep: Vec<u64> = cb
+        .request_ids
+        .iter()
+        .copied()
+        .filter(|&id| id != 21)
+        .collect();
     let filtered = c
-        .filter_batch(pb::FilterBatchRequest { batch_id: cb.id, request_ids: keep.clone() })
+        .filter_batch(pb::FilterBatchRequest {
+            batch_id: cb.id,
+            request_ids: keep.clone(),
+        })
         .await
         .expect("filter")
         .into_inner()
@@ -130,9 +184,15 @@ async fn batch_invariance_alone_vs_batched_vs_filtered_and_concatenated() {
     assert_eq!(filtered.request_ids, keep);
     let mut cached = Some(filtered);
     while let Some(cb) = cached {
-        let r = c.decode(pb::DecodeRequest { batches: vec![cb] }).await.expect("decode").into_inner();
+        let r = c
+            .decode(pb::DecodeRequest { batches: vec![cb] })
+            .await
+            .expect("decode")
+            .into_inner();
         for g in r.generations {
-            got.entry(g.request_id).or_default().extend(g.tokens.map(|t| t.ids).unwrap_or_default());
+            got.entry(g.request_id)
+                .or_default()
+                .extend(g.tokens.map(|t| t.ids).unwrap_or_default());
         }
         cached = r.batch;
     }
@@ -140,7 +200,11 @@ async fn batch_invariance_alone_vs_batched_vs_filtered_and_concatenated() {
         if i == 1 {
             continue;
         }
-        assert_eq!(got[&(20 + i)], alone[i as usize], "request {i} differs after concat + filter");
+        assert_eq!(
+            got[&(20 + i)],
+            alone[i as usize],
+            "request {i} differs after concat + filter"
+        );
     }
 }
 
@@ -151,36 +215,65 @@ async fn chunked_prefill_matches_one_shot_prefill_and_joins_cached_batches() {
     let mut c = connect(&shard.socket).await;
     warmup(&mut c, 24).await;
     let prompt = PROMPTS[7];
-    let alone = generate_all(&mut c, batch(1, vec![request(1, prompt, 6)])).await[&1].0.clone();
+    let alone = generate_all(&mut c, batch(1, vec![request(1, prompt, 6)])).await[&1]
+        .0
+        .clone();
 
     // First chunk of 10 tokens: no generation yet, the batch continues prefilling in Decode.
     let mut r = request(2, prompt, 6);
     r.chunk_len = Some(10);
-    let first = c.prefill(pb::PrefillRequest { batch: Some(batch(2, vec![r])), cached_batch: None }).await.expect("chunk").into_inner();
-    assert!(first.generations.is_empty(), "no generation while the prompt is still being prefilled");
+    let first = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(2, vec![r])),
+            cached_batch: None,
+        })
+        .await
+        .expect("chunk")
+        .into_inner();
+    assert!(
+        first.generations.is_empty(),
+        "no generation while the prompt is still being prefilled"
+    );
     let cb = first.batch.expect("cached");
-    assert!(cb.current_tokens > 1 && cb.current_tokens <= 24, "next chunk within the prefill budget: {}", cb.current_tokens);
+    assert!(
+        cb.current_tokens > 1 && cb.current_tokens <= 24,
+        "next chunk within the prefill budget: {}",
+        cb.current_tokens
+    );
     // A new request joins the cached batch in the same forward (Prefill with cached_batch).
     let joined = c
-        .prefill(pb::PrefillRequest { batch: Some(batch(3, vec![request(3, PROMPTS[0], 6)])), cached_batch: Some(cb) })
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(3, vec![request(3, PROMPTS[0], 6)])),
+            cached_batch: Some(cb),
+        })
         .await
         .expect("prefill with cached batch")
         .into_inner();
     let mut got: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
     for g in joined.generations {
-        got.entry(g.request_id).or_default().extend(g.tokens.map(|t| t.ids).unwrap_or_default());
+        got.entry(g.request_id)
+            .or_default()
+            .extend(g.tokens.map(|t| t.ids).unwrap_or_default());
     }
     let mut cached = joined.batch;
     assert_eq!(cached.as_ref().map(|b| b.id), Some(2));
     while let Some(cb) = cached {
-        let r = c.decode(pb::DecodeRequest { batches: vec![cb] }).await.expect("decode").into_inner();
+        let r = c
+            .decode(pb::DecodeRequest { batches: vec![cb] })
+            .await
+            .expect("decode")
+            .into_inner();
         for g in r.generations {
-            got.entry(g.request_id).or_default().extend(g.tokens.map(|t| t.ids).unwrap_or_default());
+            got.entry(g.request_id)
+                .or_default()
+                .extend(g.tokens.map(|t| t.ids).unwrap_or_default());
         }
         cached = r.batch;
     }
     assert_eq!(got[&2], alone, "chunked prefill changes the output");
-    let short_alone = generate_all(&mut c, batch(4, vec![request(4, PROMPTS[0], 6)])).await[&4].0.clone();
+    let short_alone = generate_all(&mut c, batch(4, vec![request(4, PROMPTS[0], 6)])).await[&4]
+        .0
+        .clone();
     assert_eq!(got[&3], short_alone);
 }
 
@@ -190,11 +283,17 @@ async fn router_blocks_slots_and_the_liveness_request() {
     let shard = start_shard(model.path(), &[]);
     let mut c = connect(&shard.socket).await;
     warmup(&mut c, 256).await;
-    let alone = generate_all(&mut c, batch(1, vec![request(1, PROMPTS[3], 8)])).await[&1].0.clone();
+    let alone = generate_all(&mut c, batch(1, vec![request(1, PROMPTS[3], 8)])).await[&1]
+        .0
+        .clone();
     // Router-assigned, scattered blocks give the same tokens.
     let mut r = request(2, PROMPTS[3], 8);
     r.blocks = vec![900, 17, 333, 5];
-    r.slots = r.blocks.iter().flat_map(|b| (0..16).map(move |i| b * 16 + i)).collect();
+    r.slots = r
+        .blocks
+        .iter()
+        .flat_map(|b| (0..16).map(move |i| b * 16 + i))
+        .collect();
     let got = generate_all(&mut c, batch(2, vec![r])).await[&2].0.clone();
     assert_eq!(got, alone);
     // TGI's router health check: one token in block 0.
@@ -202,13 +301,26 @@ async fn router_blocks_slots_and_the_liveness_request() {
     live.truncate = 1;
     live.blocks = vec![0];
     live.slots = vec![0];
-    let resp = c.prefill(pb::PrefillRequest { batch: Some(batch(u64::MAX, vec![live])), cached_batch: None }).await.expect("liveness").into_inner();
+    let resp = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(u64::MAX, vec![live])),
+            cached_batch: None,
+        })
+        .await
+        .expect("liveness")
+        .into_inner();
     assert_eq!(resp.generations.len(), 1);
     assert!(resp.batch.is_none(), "a finished batch is not cached");
     // Too few slots for the prompt is a request error.
     let mut r = request(5, PROMPTS[3], 8);
     r.slots = vec![16, 17];
-    let err = c.prefill(pb::PrefillRequest { batch: Some(batch(5, vec![r])), cached_batch: None }).await.expect_err("slots");
+    let err = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(5, vec![r])),
+            cached_batch: None,
+        })
+        .await
+        .expect_err("slots");
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
 }
 
@@ -221,36 +333,81 @@ async fn logprobs_top_tokens_stop_sequences_and_seeded_sampling() {
     let mut r = request(1, "Hello world", 3);
     r.prefill_logprobs = true;
     r.top_n_tokens = 5;
-    let resp = c.prefill(pb::PrefillRequest { batch: Some(batch(1, vec![r])), cached_batch: None }).await.expect("prefill").into_inner();
+    let resp = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(1, vec![r])),
+            cached_batch: None,
+        })
+        .await
+        .expect("prefill")
+        .into_inner();
     let g = &resp.generations[0];
     let pre = g.prefill_tokens.as_ref().expect("prefill tokens");
     assert_eq!(pre.ids.len(), 11, "one id per byte of the prompt");
-    assert!(pre.logprobs[0].is_nan(), "first prompt token has no logprob");
+    assert!(
+        pre.logprobs[0].is_nan(),
+        "first prompt token has no logprob"
+    );
     assert!(pre.logprobs[1..].iter().all(|l| l.is_finite() && *l <= 0.0));
     assert_eq!(pre.texts[0], "H");
     let top = &g.top_tokens[0];
     assert_eq!(top.ids.len(), 5);
-    assert!(top.logprobs.windows(2).all(|w| w[0] >= w[1]), "top tokens sorted best first");
+    assert!(
+        top.logprobs.windows(2).all(|w| w[0] >= w[1]),
+        "top tokens sorted best first"
+    );
     let tok = g.tokens.as_ref().expect("tokens");
     assert_eq!(top.ids[0], tok.ids[0], "greedy picks the top token");
     assert!((top.logprobs[0] - tok.logprobs[0]).abs() < 1e-6);
-    c.clear_cache(pb::ClearCacheRequest { id: None }).await.expect("clear");
+    c.clear_cache(pb::ClearCacheRequest { id: None })
+        .await
+        .expect("clear");
 
     // A stop sequence made of text greedy decoding produces stops generation right there.
     let mut texts = Vec::new();
-    let resp = c.prefill(pb::PrefillRequest { batch: Some(batch(2, vec![request(2, PROMPTS[4], 10)])), cached_batch: None }).await.expect("p").into_inner();
-    texts.extend(resp.generations[0].tokens.as_ref().map(|t| t.texts.clone()).unwrap_or_default());
+    let resp = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(2, vec![request(2, PROMPTS[4], 10)])),
+            cached_batch: None,
+        })
+        .await
+        .expect("p")
+        .into_inner();
+    texts.extend(
+        resp.generations[0]
+            .tokens
+            .as_ref()
+            .map(|t| t.texts.clone())
+            .unwrap_or_default(),
+    );
     let mut cached = resp.batch;
     while let Some(cb) = cached {
-        let r = c.decode(pb::DecodeRequest { batches: vec![cb] }).await.expect("decode").into_inner();
-        texts.extend(r.generations.iter().flat_map(|g| g.tokens.as_ref().map(|t| t.texts.clone()).unwrap_or_default()));
+        let r = c
+            .decode(pb::DecodeRequest { batches: vec![cb] })
+            .await
+            .expect("decode")
+            .into_inner();
+        texts.extend(r.generations.iter().flat_map(|g| {
+            g.tokens
+                .as_ref()
+                .map(|t| t.texts.clone())
+                .unwrap_or_default()
+        }));
         cached = r.batch;
     }
-    let upto = (3..texts.len()).find(|&k| !texts[k].is_empty()).expect("a token with text");
+    let upto = (3..texts.len())
+        .find(|&k| !texts[k].is_empty())
+        .expect("a token with text");
     let stop: String = texts[..=upto].concat();
     let mut r = request(3, PROMPTS[4], 10);
-    r.stopping_parameters.as_mut().expect("stopping").stop_sequences = vec![stop];
-    let (got, last) = generate_all(&mut c, batch(3, vec![r])).await.remove(&3).expect("gen");
+    r.stopping_parameters
+        .as_mut()
+        .expect("stopping")
+        .stop_sequences = vec![stop];
+    let (got, last) = generate_all(&mut c, batch(3, vec![r]))
+        .await
+        .remove(&3)
+        .expect("gen");
     let gt = last.generated_text.expect("finished");
     assert_eq!(gt.finish_reason, pb::FinishReason::StopSequence as i32);
     assert_eq!(got.len(), upto + 1);
@@ -264,9 +421,15 @@ async fn logprobs_top_tokens_stop_sequences_and_seeded_sampling() {
         p.seed = seed;
         r
     };
-    let a = generate_all(&mut c, batch(4, vec![sampled(4, 1234)])).await.remove(&4).expect("a");
+    let a = generate_all(&mut c, batch(4, vec![sampled(4, 1234)]))
+        .await
+        .remove(&4)
+        .expect("a");
     let b = generate_all(&mut c, batch(5, vec![sampled(5, 1234), sampled(6, 99)])).await;
-    assert_eq!(a.0, b[&5].0, "same seed gives the same tokens even in another batch");
+    assert_eq!(
+        a.0, b[&5].0,
+        "same seed gives the same tokens even in another batch"
+    );
     assert_eq!(a.1.generated_text.as_ref().and_then(|g| g.seed), Some(1234));
 }
 
@@ -276,28 +439,76 @@ async fn bad_requests_get_grpc_errors_and_the_shard_keeps_serving() {
     let shard = start_shard(model.path(), &["--max-input-tokens", "64"]);
     let mut c = connect(&shard.socket).await;
     warmup(&mut c, 256).await;
-    let err = c.decode(pb::DecodeRequest { batches: vec![pb::CachedBatch { id: 999, ..Default::default() }] }).await.expect_err("unknown");
+    let err = c
+        .decode(pb::DecodeRequest {
+            batches: vec![pb::CachedBatch {
+                id: 999,
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect_err("unknown");
     assert_eq!(err.code(), Code::NotFound, "{err}");
     assert!(err.message().contains("999"), "{}", err.message());
-    let err = c.decode(pb::DecodeRequest { batches: vec![] }).await.expect_err("no batches");
+    let err = c
+        .decode(pb::DecodeRequest { batches: vec![] })
+        .await
+        .expect_err("no batches");
     assert_eq!(err.code(), Code::InvalidArgument);
-    let err = c.prefill(pb::PrefillRequest { batch: Some(batch(1, vec![])), cached_batch: None }).await.expect_err("empty");
+    let err = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(1, vec![])),
+            cached_batch: None,
+        })
+        .await
+        .expect_err("empty");
     assert_eq!(err.code(), Code::InvalidArgument);
-    let err = c.filter_batch(pb::FilterBatchRequest { batch_id: 5, request_ids: vec![1] }).await.expect_err("filter unknown");
+    let err = c
+        .filter_batch(pb::FilterBatchRequest {
+            batch_id: 5,
+            request_ids: vec![1],
+        })
+        .await
+        .expect_err("filter unknown");
     assert_eq!(err.code(), Code::NotFound);
     let err = c
-        .prefill(pb::PrefillRequest { batch: Some(batch(2, vec![request(2, &"x".repeat(100), 2)])), cached_batch: None })
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(2, vec![request(2, &"x".repeat(100), 2)])),
+            cached_batch: None,
+        })
         .await
         .expect_err("oversize");
-    assert!(err.message().contains("--max-input-tokens 64"), "{}", err.message());
+    assert!(
+        err.message().contains("--max-input-tokens 64"),
+        "{}",
+        err.message()
+    );
     let mut bad = request(3, "hi", 2);
     bad.parameters.as_mut().expect("p").temperature = -1.0;
-    let err = c.prefill(pb::PrefillRequest { batch: Some(batch(3, vec![bad])), cached_batch: None }).await.expect_err("temperature");
+    let err = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(3, vec![bad])),
+            cached_batch: None,
+        })
+        .await
+        .expect_err("temperature");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("temperature"), "{}", err.message());
-    let err = c.prefill(pb::PrefillRequest { batch: Some(batch(4, vec![request(4, "", 2)])), cached_batch: None }).await.expect_err("empty input");
+    let err = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(4, vec![request(4, "", 2)])),
+            cached_batch: None,
+        })
+        .await
+        .expect_err("empty input");
     assert_eq!(err.code(), Code::InvalidArgument);
-    let err = c.prefill(pb::PrefillRequest { batch: None, cached_batch: None }).await.expect_err("no batch");
+    let err = c
+        .prefill(pb::PrefillRequest {
+            batch: None,
+            cached_batch: None,
+        })
+        .await
+        .expect_err("no batch");
     assert_eq!(err.code(), Code::InvalidArgument);
     // Still serving.
     let out = generate_all(&mut c, batch(9, vec![request(9, "still alive", 3)])).await;

@@ -12,6 +12,9 @@ use text_generation_proto::v3 as pb;
 
 const TOLERANCE: f32 = 1e-4;
 
+/// Generated ids, their logprobs and top tokens, per request.
+type Generated = (Vec<u32>, Vec<f32>, Vec<pb::Tokens>);
+
 #[derive(serde::Deserialize)]
 struct Fixture {
     safetensors_sha256: String,
@@ -36,11 +39,21 @@ struct TopTokens {
 }
 
 async fn check(arch: test_models::Arch) {
-    let path = format!("{}/tests/fixtures/parity/{}.json", env!("CARGO_MANIFEST_DIR"), arch.name());
-    let fixture: Fixture = serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("fixture json");
+    let path = format!(
+        "{}/tests/fixtures/parity/{}.json",
+        env!("CARGO_MANIFEST_DIR"),
+        arch.name()
+    );
+    let fixture: Fixture =
+        serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("fixture json");
     let model = tiny_model(arch);
-    let sha = hex(&Sha256::digest(std::fs::read(model.path().join("model.safetensors")).expect("weights")));
-    assert_eq!(sha, fixture.safetensors_sha256, "the tiny model generator changed: regenerate the fixtures");
+    let sha = hex(&Sha256::digest(
+        std::fs::read(model.path().join("model.safetensors")).expect("weights"),
+    ));
+    assert_eq!(
+        sha, fixture.safetensors_sha256,
+        "the tiny model generator changed: regenerate the fixtures"
+    );
 
     let shard = start_shard(model.path(), &[]);
     let mut c = connect(&shard.socket).await;
@@ -57,7 +70,7 @@ async fn check(arch: test_models::Arch) {
         })
         .collect();
 
-    let mut tokens: BTreeMap<u64, (Vec<u32>, Vec<f32>, Vec<pb::Tokens>)> = BTreeMap::new();
+    let mut tokens: BTreeMap<u64, Generated> = BTreeMap::new();
     let mut prefill: BTreeMap<u64, pb::Tokens> = BTreeMap::new();
     let mut record = |gens: Vec<pb::Generation>| {
         for g in gens {
@@ -72,11 +85,22 @@ async fn check(arch: test_models::Arch) {
             }
         }
     };
-    let resp = c.prefill(pb::PrefillRequest { batch: Some(batch(1, requests)), cached_batch: None }).await.expect("prefill").into_inner();
+    let resp = c
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch(1, requests)),
+            cached_batch: None,
+        })
+        .await
+        .expect("prefill")
+        .into_inner();
     record(resp.generations);
     let mut cached = resp.batch;
     while let Some(cb) = cached {
-        let r = c.decode(pb::DecodeRequest { batches: vec![cb] }).await.expect("decode").into_inner();
+        let r = c
+            .decode(pb::DecodeRequest { batches: vec![cb] })
+            .await
+            .expect("decode")
+            .into_inner();
         record(r.generations);
         cached = r.batch;
     }
@@ -85,30 +109,62 @@ async fn check(arch: test_models::Arch) {
     for (i, case) in fixture.cases.iter().enumerate() {
         let id = i as u64;
         let pre = &prefill[&id];
-        assert_eq!(pre.ids, case.input_ids, "{}: tokenization differs for {:?}", arch.name(), case.prompt);
+        assert_eq!(
+            pre.ids,
+            case.input_ids,
+            "{}: tokenization differs for {:?}",
+            arch.name(),
+            case.prompt
+        );
         for (k, (got, want)) in pre.logprobs.iter().zip(&case.prompt_logprobs).enumerate() {
             match want {
                 None => assert!(got.is_nan(), "first prompt logprob must be NaN"),
                 Some(w) => {
                     worst = worst.max((got - w).abs());
-                    assert!((got - w).abs() < TOLERANCE, "{} case {i} prompt token {k}: {got} vs {w}", arch.name());
+                    assert!(
+                        (got - w).abs() < TOLERANCE,
+                        "{} case {i} prompt token {k}: {got} vs {w}",
+                        arch.name()
+                    );
                 }
             }
         }
         let (ids, lps, tops) = &tokens[&id];
-        assert_eq!(ids, &case.greedy_ids, "{} case {i}: greedy tokens differ from transformers", arch.name());
+        assert_eq!(
+            ids,
+            &case.greedy_ids,
+            "{} case {i}: greedy tokens differ from transformers",
+            arch.name()
+        );
         for (k, (got, want)) in lps.iter().zip(&case.greedy_logprobs).enumerate() {
             worst = worst.max((got - want).abs());
-            assert!((got - want).abs() < TOLERANCE, "{} case {i} step {k}: logprob {got} vs {want}", arch.name());
+            assert!(
+                (got - want).abs() < TOLERANCE,
+                "{} case {i} step {k}: logprob {got} vs {want}",
+                arch.name()
+            );
         }
         for (k, (got, want)) in tops.iter().zip(&case.top_tokens).enumerate() {
-            assert_eq!(got.ids, want.ids, "{} case {i} step {k}: top-5 ids differ", arch.name());
+            assert_eq!(
+                got.ids,
+                want.ids,
+                "{} case {i} step {k}: top-5 ids differ",
+                arch.name()
+            );
             for (g, w) in got.logprobs.iter().zip(&want.logprobs) {
-                assert!((g - w).abs() < TOLERANCE, "{} case {i} step {k}: top logprob {g} vs {w}", arch.name());
+                assert!(
+                    (g - w).abs() < TOLERANCE,
+                    "{} case {i} step {k}: top logprob {g} vs {w}",
+                    arch.name()
+                );
             }
         }
     }
-    println!("{}: 8 prompts x {} tokens identical, max |logprob diff| = {worst:e}", arch.name(), fixture.new_tokens);
+    println!(
+        "{}: 8 prompts x {} tokens identical, max |logprob diff| = {worst:e}",
+        arch.name(),
+        fixture.new_tokens
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -263,7 +263,10 @@ pub fn write_model(dir: &Path, spec: &TinyModel) -> Result<(), TestModelError> {
         &pretty(&json!({"bos_token_id": tokenizer::BOS_ID,
                         "eos_token_id": [tokenizer::EOS_ID, tokenizer::IM_END_ID]})),
     )?;
-    write_file(&dir.join("tokenizer.json"), &pretty(&tokenizer::tokenizer_json()))?;
+    write_file(
+        &dir.join("tokenizer.json"),
+        &pretty(&tokenizer::tokenizer_json()),
+    )?;
     write_file(
         &dir.join("tokenizer_config.json"),
         &pretty(&tokenizer::tokenizer_config_json(spec.max_positions)),
@@ -292,7 +295,10 @@ pub fn write_model(dir: &Path, spec: &TinyModel) -> Result<(), TestModelError> {
             .iter()
             .map(|(n, s, b)| {
                 weight_map.insert(n.clone(), name.clone());
-                Ok((n.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b)?))
+                Ok((
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(dtype, s.clone(), b)?,
+                ))
             })
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
         let mut meta = std::collections::HashMap::new();
@@ -324,8 +330,12 @@ mod tests {
 
     #[test]
     fn qwen2_has_qkv_bias_and_llama_does_not() {
-        let has_bias =
-            |a: Arch| TinyModel::new(a).tensor_shapes().iter().any(|(n, _)| n.ends_with(".bias"));
+        let has_bias = |a: Arch| {
+            TinyModel::new(a)
+                .tensor_shapes()
+                .iter()
+                .any(|(n, _)| n.ends_with(".bias"))
+        };
         assert!(has_bias(Arch::Qwen2));
         assert!(!has_bias(Arch::Llama));
     }
@@ -338,10 +348,14 @@ mod tests {
         write_model(&dir, &spec).expect("write");
         assert!(dir.join("model-00001-of-00002.safetensors").exists());
         assert!(dir.join("model-00002-of-00002.safetensors").exists());
-        let index: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("model.safetensors.index.json")).expect("read"))
-                .expect("json");
-        assert_eq!(index["weight_map"].as_object().map(|m| m.len()), Some(spec.tensor_shapes().len()));
+        let index: Value = serde_json::from_slice(
+            &std::fs::read(dir.join("model.safetensors.index.json")).expect("read"),
+        )
+        .expect("json");
+        assert_eq!(
+            index["weight_map"].as_object().map(|m| m.len()),
+            Some(spec.tensor_shapes().len())
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -37,7 +37,10 @@ impl Batch {
         for b in it {
             for r in b.requests {
                 if !seen.insert(r.id) {
-                    return Err(ShardError::invalid_request(r.id, "request id appears in two batches"));
+                    return Err(ShardError::invalid_request(
+                        r.id,
+                        "request id appears in two batches",
+                    ));
                 }
                 first.requests.push(r);
             }

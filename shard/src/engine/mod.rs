@@ -97,7 +97,12 @@ impl Engine {
         };
         EngineInfo {
             dtype: dtype.to_string(),
-            device_type: if self.model.device().is_cuda() { "cuda" } else { "cpu" }.to_string(),
+            device_type: if self.model.device().is_cuda() {
+                "cuda"
+            } else {
+                "cpu"
+            }
+            .to_string(),
             window_size: self.model.config().sliding_window.map(|w| w as u32),
             block_size: BLOCK_SIZE as u32,
             support_chunking: true,
@@ -132,7 +137,10 @@ impl Engine {
 
     /// FilterBatch RPC.
     pub fn filter_batch(&mut self, batch_id: u64, keep: &[u64]) -> Result<BatchSummary> {
-        let batch = self.batches.get_mut(&batch_id).ok_or(ShardError::BatchNotFound(batch_id))?;
+        let batch = self
+            .batches
+            .get_mut(&batch_id)
+            .ok_or(ShardError::BatchNotFound(batch_id))?;
         let removed = batch.filter(keep)?;
         let summary = batch.summary();
         self.release(removed);
@@ -149,10 +157,16 @@ impl Engine {
 
     fn kv_tokens(&self) -> usize {
         let cfg = self.model.config();
-        let per_token = CpuPagedCache::bytes_per_token(cfg.num_layers, cfg.num_kv_heads / self.world_size, cfg.head_dim);
+        let per_token = CpuPagedCache::bytes_per_token(
+            cfg.num_layers,
+            cfg.num_kv_heads / self.world_size,
+            cfg.head_dim,
+        );
         match self.config.kv_budget {
             KvBudget::Tokens(n) => n,
-            KvBudget::MemoryFraction(f) => (available_memory_bytes() as f64 * f) as usize / per_token.max(1),
+            KvBudget::MemoryFraction(f) => {
+                (available_memory_bytes() as f64 * f) as usize / per_token.max(1)
+            }
         }
     }
 
@@ -161,11 +175,17 @@ impl Engine {
         self.clear_cache(None);
         let cfg = self.model.config().clone();
         let num_blocks = self.kv_tokens().div_ceil(BLOCK_SIZE).max(2);
-        let prefill_blocks: usize = params.max_prefill_tokens as usize / BLOCK_SIZE + params.batch.requests.len() + 1;
+        let prefill_blocks: usize =
+            params.max_prefill_tokens as usize / BLOCK_SIZE + params.batch.requests.len() + 1;
         if prefill_blocks > num_blocks {
             return Err(ShardError::WarmupTooLarge(params.max_prefill_tokens));
         }
-        self.kv = Some(Box::new(CpuPagedCache::new(cfg.num_layers, num_blocks, cfg.num_kv_heads / self.world_size, cfg.head_dim)));
+        self.kv = Some(Box::new(CpuPagedCache::new(
+            cfg.num_layers,
+            num_blocks,
+            cfg.num_kv_heads / self.world_size,
+            cfg.head_dim,
+        )));
         self.allocator = BlockAllocator::new(num_blocks);
         self.max_prefill_tokens = params.max_prefill_tokens.max(1) as usize;
         // Warmup only prefills, so reserve room for the prompts (+1 token), not for
@@ -191,7 +211,9 @@ impl Engine {
         let max_total = params
             .max_total_tokens
             .unwrap_or_else(|| supported.min(cfg.max_position_embeddings as u32));
-        let max_input = params.max_input_tokens.unwrap_or_else(|| max_total.saturating_sub(1));
+        let max_input = params
+            .max_input_tokens
+            .unwrap_or_else(|| max_total.saturating_sub(1));
         Ok(WarmupResult {
             max_supported_total_tokens: supported,
             max_input_tokens: max_input,
@@ -202,7 +224,10 @@ impl Engine {
     /// Tokenizes and validates a new batch's requests, allocating KV blocks where needed.
     fn admit(&mut self, batch: &NewBatch) -> Result<Vec<RequestState>> {
         if batch.requests.is_empty() {
-            return Err(ShardError::InvalidArgument(format!("batch {} has no requests", batch.id)));
+            return Err(ShardError::InvalidArgument(format!(
+                "batch {} has no requests",
+                batch.id
+            )));
         }
         let mut states: Vec<RequestState> = Vec::with_capacity(batch.requests.len());
         let result = (|| {
@@ -219,29 +244,42 @@ impl Engine {
     }
 
     fn admit_one(&mut self, req: &crate::engine::NewRequest) -> Result<RequestState> {
-        let prompt = self.tokenizer.encode(&req.inputs, req.add_special_tokens, req.truncate as usize)?;
+        let prompt =
+            self.tokenizer
+                .encode(&req.inputs, req.add_special_tokens, req.truncate as usize)?;
         let max_pos = self.model.config().max_position_embeddings;
         if prompt.len() >= max_pos {
             return Err(ShardError::invalid_request(
                 req.id,
-                format!("input has {} tokens, the model supports at most {}", prompt.len(), max_pos - 1),
+                format!(
+                    "input has {} tokens, the model supports at most {}",
+                    prompt.len(),
+                    max_pos - 1
+                ),
             ));
         }
         if let Some(max) = self.config.max_input_tokens {
             if prompt.len() > max as usize {
                 return Err(ShardError::invalid_request(
                     req.id,
-                    format!("input has {} tokens, more than --max-input-tokens {max}", prompt.len()),
+                    format!(
+                        "input has {} tokens, more than --max-input-tokens {max}",
+                        prompt.len()
+                    ),
                 ));
             }
         }
-        let chooser = NextTokenChooser::new(req.sampling).map_err(|e| ShardError::invalid_request(req.id, e.to_string()))?;
-        let stopping = StoppingCriteria::new(req.stopping.clone(), self.tokenizer.eos_token_ids.clone());
+        let chooser = NextTokenChooser::new(req.sampling)
+            .map_err(|e| ShardError::invalid_request(req.id, e.to_string()))?;
+        let stopping =
+            StoppingCriteria::new(req.stopping.clone(), self.tokenizer.eos_token_ids.clone());
         let prompt_len = prompt.len();
         let mut state = RequestState::new(req, prompt, chooser, stopping)?;
         if req.blocks.is_empty() && req.slots.is_empty() {
             let tokens = prompt_len + req.stopping.max_new_tokens.max(1) as usize;
-            state.blocks = self.allocator.allocate(req.id, tokens.div_ceil(BLOCK_SIZE))?;
+            state.blocks = self
+                .allocator
+                .allocate(req.id, tokens.div_ceil(BLOCK_SIZE))?;
             state.owned_blocks = true;
         }
         if state.capacity() < prompt_len {
@@ -266,12 +304,15 @@ impl Engine {
                 return Err(ShardError::BatchNotFound(id));
             }
         }
-        if let Some(dup) = batch
-            .requests
-            .iter()
-            .find(|r| self.batches.values().any(|b| b.requests.iter().any(|x| x.id == r.id)))
-        {
-            return Err(ShardError::invalid_request(dup.id, "a request with this id is already in a cached batch"));
+        if let Some(dup) = batch.requests.iter().find(|r| {
+            self.batches
+                .values()
+                .any(|b| b.requests.iter().any(|x| x.id == r.id))
+        }) {
+            return Err(ShardError::invalid_request(
+                dup.id,
+                "a request with this id is already in a cached batch",
+            ));
         }
         let states = self.admit(&batch)?;
         let mut concat_ns = None;
@@ -295,12 +336,17 @@ impl Engine {
     pub fn decode(&mut self, ids: &[u64]) -> Result<StepOutput> {
         let start = Instant::now();
         if ids.is_empty() {
-            return Err(ShardError::InvalidArgument("Decode needs at least one batch".into()));
+            return Err(ShardError::InvalidArgument(
+                "Decode needs at least one batch".into(),
+            ));
         }
         if let Some(missing) = ids.iter().find(|id| !self.batches.contains_key(id)) {
             return Err(ShardError::BatchNotFound(*missing));
         }
-        let batches: Vec<Batch> = ids.iter().filter_map(|id| self.batches.remove(id)).collect();
+        let batches: Vec<Batch> = ids
+            .iter()
+            .filter_map(|id| self.batches.remove(id))
+            .collect();
         let mut concat_ns = None;
         let mut batch = if batches.len() > 1 {
             let t = Instant::now();
@@ -308,12 +354,20 @@ impl Engine {
             concat_ns = Some(t.elapsed().as_nanos() as u64);
             b
         } else {
-            batches.into_iter().next().ok_or_else(|| ShardError::InvalidArgument("no batch".into()))?
+            batches
+                .into_iter()
+                .next()
+                .ok_or_else(|| ShardError::InvalidArgument("no batch".into()))?
         };
         self.run(&mut batch, start, concat_ns)
     }
 
-    fn run(&mut self, batch: &mut Batch, start: Instant, concat_ns: Option<u64>) -> Result<StepOutput> {
+    fn run(
+        &mut self,
+        batch: &mut Batch,
+        start: Instant,
+        concat_ns: Option<u64>,
+    ) -> Result<StepOutput> {
         let mut requests = std::mem::take(&mut batch.requests);
         let result = self.step(&mut requests);
         batch.requests = requests;
@@ -330,10 +384,13 @@ impl Engine {
             None
         } else {
             let s = batch.summary();
-            self.batches.insert(batch.id, Batch {
-                id: batch.id,
-                requests: std::mem::take(&mut batch.requests),
-            });
+            self.batches.insert(
+                batch.id,
+                Batch {
+                    id: batch.id,
+                    requests: std::mem::take(&mut batch.requests),
+                },
+            );
             Some(s)
         };
         Ok(StepOutput {

@@ -45,10 +45,18 @@ pub struct RequestState {
 
 impl RequestState {
     /// State for `req` whose prompt tokenized to `prompt`.
-    pub fn new(req: &NewRequest, prompt: Vec<u32>, chooser: NextTokenChooser, stopping: StoppingCriteria) -> Result<Self> {
+    pub fn new(
+        req: &NewRequest,
+        prompt: Vec<u32>,
+        chooser: NextTokenChooser,
+        stopping: StoppingCriteria,
+    ) -> Result<Self> {
         let prompt_len = prompt.len();
         if prompt_len == 0 {
-            return Err(ShardError::invalid_request(req.id, "the input is empty after tokenization"));
+            return Err(ShardError::invalid_request(
+                req.id,
+                "the input is empty after tokenization",
+            ));
         }
         let cached = (req.cache_len as usize).min(prompt_len - 1);
         let remaining = prompt_len - cached;
@@ -72,7 +80,11 @@ impl RequestState {
             decoder: IncrementalDecoder::new(prompt_len),
             top_n_tokens: req.top_n_tokens as usize,
             prefill_logprobs: req.prefill_logprobs,
-            prompt_logprobs: if req.prefill_logprobs { vec![f32::NAN] } else { Vec::new() },
+            prompt_logprobs: if req.prefill_logprobs {
+                vec![f32::NAN]
+            } else {
+                Vec::new()
+            },
             seed,
         })
     }
@@ -81,13 +93,22 @@ impl RequestState {
     pub fn slot(&self, pos: usize) -> Result<u32> {
         if !self.slots.is_empty() {
             return self.slots.get(pos).copied().ok_or_else(|| {
-                ShardError::invalid_request(self.id, format!("no KV slot for position {pos} ({} slots given)", self.slots.len()))
+                ShardError::invalid_request(
+                    self.id,
+                    format!(
+                        "no KV slot for position {pos} ({} slots given)",
+                        self.slots.len()
+                    ),
+                )
             });
         }
         let block = self.blocks.get(pos / BLOCK_SIZE).ok_or_else(|| {
             ShardError::invalid_request(
                 self.id,
-                format!("no KV block for position {pos} ({} blocks of {BLOCK_SIZE} given)", self.blocks.len()),
+                format!(
+                    "no KV block for position {pos} ({} blocks of {BLOCK_SIZE} given)",
+                    self.blocks.len()
+                ),
             )
         })?;
         Ok(block * BLOCK_SIZE as u32 + (pos % BLOCK_SIZE) as u32)
@@ -108,7 +129,11 @@ impl RequestState {
     }
 
     /// Prompt tokens with the logprobs gathered, decoded one by one.
-    pub fn prefill_token_list(&self, decode: impl Fn(u32) -> String, is_special: impl Fn(u32) -> bool) -> TokenList {
+    pub fn prefill_token_list(
+        &self,
+        decode: impl Fn(u32) -> String,
+        is_special: impl Fn(u32) -> bool,
+    ) -> TokenList {
         let ids = self.all_ids[..self.prompt_len].to_vec();
         let mut logprobs = self.prompt_logprobs.clone();
         logprobs.resize(self.prompt_len, f32::NAN);

@@ -21,6 +21,9 @@ enum RowUse {
     PromptLogprob { req: usize, pos: usize },
 }
 
+/// A chosen token: id, logprob, top-n alternatives.
+type Sampled = (u32, f32, Vec<(u32, f32)>);
+
 /// Timings of a step.
 pub(super) struct StepTimes {
     pub forward_ns: u64,
@@ -30,7 +33,10 @@ pub(super) struct StepTimes {
 impl Engine {
     /// Runs one forward over `requests`, removing those that finish. Returns the generations
     /// this rank reports.
-    pub(super) fn step(&mut self, requests: &mut Vec<RequestState>) -> Result<(Vec<Generation>, StepTimes)> {
+    pub(super) fn step(
+        &mut self,
+        requests: &mut Vec<RequestState>,
+    ) -> Result<(Vec<Generation>, StepTimes)> {
         let start = Instant::now();
         let (input, uses) = self.build_input(requests)?;
         let kv = self.kv.as_deref_mut().ok_or(ShardError::NotWarmedUp)?;
@@ -43,13 +49,16 @@ impl Engine {
         for r in requests.iter_mut() {
             r.computed += r.next_chunk;
         }
-        let mut sampled: Vec<Option<(u32, f32, Vec<(u32, f32)>)>> = vec![None; requests.len()];
+        let mut sampled: Vec<Option<Sampled>> = vec![None; requests.len()];
         for (row, u) in logits.chunks_mut(vocab).zip(uses) {
             match u {
                 RowUse::PromptLogprob { req, pos } => {
                     let r = &mut requests[req];
                     log_softmax_in_place(row);
-                    let lp = row.get(r.all_ids[pos] as usize).copied().unwrap_or(f32::NAN);
+                    let lp = row
+                        .get(r.all_ids[pos] as usize)
+                        .copied()
+                        .unwrap_or(f32::NAN);
                     if r.prompt_logprobs.len() == pos {
                         r.prompt_logprobs.push(lp);
                     }
@@ -60,7 +69,11 @@ impl Engine {
                         .chooser
                         .choose(row, &r.all_ids)
                         .map_err(|e| ShardError::invalid_request(r.id, e.to_string()))?;
-                    let top = if r.top_n_tokens > 0 { top_n_logprobs(row, r.top_n_tokens) } else { Vec::new() };
+                    let top = if r.top_n_tokens > 0 {
+                        top_n_logprobs(row, r.top_n_tokens)
+                    } else {
+                        Vec::new()
+                    };
                     sampled[req] = Some((choice.id, choice.logprob, top));
                 }
             }
@@ -69,7 +82,9 @@ impl Engine {
         let mut generations = Vec::new();
         let mut finished = vec![false; requests.len()];
         for (i, s) in sampled.into_iter().enumerate() {
-            let Some((id, logprob, top)) = s else { continue };
+            let Some((id, logprob, top)) = s else {
+                continue;
+            };
             let (generation, done) = self.advance(&mut requests[i], id, logprob, top)?;
             finished[i] = done;
             if requests[i].id % self.world_size as u64 == self.rank as u64 {
@@ -105,19 +120,26 @@ impl Engine {
         for (si, r) in requests.iter().enumerate() {
             let (a, b) = (r.computed, r.computed + r.next_chunk);
             if r.next_chunk == 0 || b > r.all_ids.len() {
-                return Err(ShardError::invalid_request(r.id, "nothing to compute for this request"));
+                return Err(ShardError::invalid_request(
+                    r.id,
+                    "nothing to compute for this request",
+                ));
             }
             for p in a..b {
                 if r.prefill_logprobs && p + 1 < r.prompt_len && p + 1 >= r.prompt_logprobs.len() {
                     logit_rows.push(input_ids.len() as u32);
-                    uses.push(RowUse::PromptLogprob { req: si, pos: p + 1 });
+                    uses.push(RowUse::PromptLogprob {
+                        req: si,
+                        pos: p + 1,
+                    });
                 }
                 input_ids.push(r.all_ids[p]);
                 meta.token_slots.push(r.slot(p)?);
                 meta.token_seq.push(si as u32);
                 meta.token_pos.push(p as u32);
             }
-            meta.seq_slots.push((0..b).map(|p| r.slot(p)).collect::<Result<Vec<_>>>()?);
+            meta.seq_slots
+                .push((0..b).map(|p| r.slot(p)).collect::<Result<Vec<_>>>()?);
             if b == r.all_ids.len() {
                 logit_rows.push(input_ids.len() as u32 - 1);
                 uses.push(RowUse::Sample { req: si });
@@ -135,9 +157,19 @@ impl Engine {
 
     /// Appends the chosen token, detokenizes it, checks stopping. Returns the generation and
     /// whether the request finished.
-    fn advance(&self, r: &mut RequestState, id: u32, logprob: f32, top: Vec<(u32, f32)>) -> Result<(Generation, bool)> {
-        let prefill_tokens = (r.prefill_logprobs && r.stopping.current_tokens() == 0)
-            .then(|| r.prefill_token_list(|i| self.token_text(i), |i| self.tokenizer.special_ids.contains(&i)));
+    fn advance(
+        &self,
+        r: &mut RequestState,
+        id: u32,
+        logprob: f32,
+        top: Vec<(u32, f32)>,
+    ) -> Result<(Generation, bool)> {
+        let prefill_tokens = (r.prefill_logprobs && r.stopping.current_tokens() == 0).then(|| {
+            r.prefill_token_list(
+                |i| self.token_text(i),
+                |i| self.tokenizer.special_ids.contains(&i),
+            )
+        });
         r.all_ids.push(id);
         let text = r.decoder.next_text(&self.tokenizer, &r.all_ids)?;
         let mut reason = r.stopping.step(id, &text);
@@ -148,7 +180,10 @@ impl Engine {
         if reason.is_none() && r.all_ids.len() > r.capacity() {
             return Err(ShardError::invalid_request(
                 r.id,
-                format!("generation exceeds the {} KV slots reserved for it", r.capacity()),
+                format!(
+                    "generation exceeds the {} KV slots reserved for it",
+                    r.capacity()
+                ),
             ));
         }
         let generated_text = match reason {

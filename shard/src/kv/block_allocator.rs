@@ -15,7 +15,10 @@ impl BlockAllocator {
     pub fn new(num_blocks: usize) -> Self {
         // Reverse so that pops hand out low ids first (deterministic, easy to read in logs).
         let free = (1..num_blocks as u32).rev().collect();
-        Self { free, total: num_blocks }
+        Self {
+            free,
+            total: num_blocks,
+        }
     }
 
     /// Blocks currently free.
@@ -59,7 +62,14 @@ mod tests {
         assert_eq!(a.free_blocks(), 3);
         let b = a.allocate(1, 2).expect("two");
         assert_eq!(b, vec![1, 2]);
-        assert!(matches!(a.allocate(2, 2), Err(ShardError::OutOfBlocks { needed: 2, free: 1, .. })));
+        assert!(matches!(
+            a.allocate(2, 2),
+            Err(ShardError::OutOfBlocks {
+                needed: 2,
+                free: 1,
+                ..
+            })
+        ));
         a.free(&b);
         let all = a.allocate(3, 3).expect("three");
         assert!(!all.contains(&0));

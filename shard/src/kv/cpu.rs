@@ -46,7 +46,14 @@ impl PagedAttention for CpuPagedCache {
         self.num_blocks
     }
 
-    fn forward(&mut self, layer: usize, q: &Tensor, k: &Tensor, v: &Tensor, meta: &AttentionMetadata) -> Result<Tensor> {
+    fn forward(
+        &mut self,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        meta: &AttentionMetadata,
+    ) -> Result<Tensor> {
         let (t, heads, d) = q.dims3()?;
         let kvh = self.kv_heads;
         if d != self.head_dim || k.dims3()? != (t, kvh, d) || v.dims3()? != (t, kvh, d) {
@@ -68,7 +75,11 @@ impl PagedAttention for CpuPagedCache {
         let slots_total = self.num_blocks * BLOCK_SIZE;
         let (kc, vc) = match (self.keys.get_mut(layer), self.values.get_mut(layer)) {
             (Some(kc), Some(vc)) => (kc, vc),
-            _ => return Err(ShardError::InvalidArgument(format!("layer {layer} out of range"))),
+            _ => {
+                return Err(ShardError::InvalidArgument(format!(
+                    "layer {layer} out of range"
+                )))
+            }
         };
         let (kh, vh) = (host_f32(k)?, host_f32(v)?);
         for (i, &slot) in meta.token_slots.iter().enumerate() {
@@ -95,40 +106,46 @@ impl PagedAttention for CpuPagedCache {
         let (kc, vc) = (&*kc, &*vc);
         let mut out = vec![0f32; t * heads * d];
         // One task per (token, kv head): its `group` query heads share the K/V reads.
-        out.par_chunks_mut(group * d).enumerate().try_for_each(|(task, out_g)| {
-            let (ti, g) = (task / kvh, task % kvh);
-            let seq = meta.token_seq[ti] as usize;
-            let pos = meta.token_pos[ti] as usize;
-            let slots = meta
-                .seq_slots
-                .get(seq)
-                .filter(|s| s.len() > pos)
-                .ok_or_else(|| ShardError::InvalidArgument(format!("no slots for position {pos} of sequence {seq}")))?;
-            let lo = meta.window_start(pos);
-            let n = pos + 1 - lo;
-            let mut scores = vec![0f32; group * n];
-            for (j, &slot) in slots[lo..=pos].iter().enumerate() {
-                let kr = &kc[slot as usize * row + g * d..][..d];
-                for hq in 0..group {
-                    let qr = &qh[(ti * heads + g * group + hq) * d..][..d];
-                    scores[hq * n + j] = dot(qr, kr) * scale;
-                }
-            }
-            for hq in 0..group {
-                softmax_in_place(&mut scores[hq * n..(hq + 1) * n]);
-            }
-            for (j, &slot) in slots[lo..=pos].iter().enumerate() {
-                let vr = &vc[slot as usize * row + g * d..][..d];
-                for hq in 0..group {
-                    let p = scores[hq * n + j];
-                    let o = &mut out_g[hq * d..(hq + 1) * d];
-                    for (o, v) in o.iter_mut().zip(vr) {
-                        *o += p * v;
+        out.par_chunks_mut(group * d)
+            .enumerate()
+            .try_for_each(|(task, out_g)| {
+                let (ti, g) = (task / kvh, task % kvh);
+                let seq = meta.token_seq[ti] as usize;
+                let pos = meta.token_pos[ti] as usize;
+                let slots = meta
+                    .seq_slots
+                    .get(seq)
+                    .filter(|s| s.len() > pos)
+                    .ok_or_else(|| {
+                        ShardError::InvalidArgument(format!(
+                            "no slots for position {pos} of sequence {seq}"
+                        ))
+                    })?;
+                let lo = meta.window_start(pos);
+                let n = pos + 1 - lo;
+                let mut scores = vec![0f32; group * n];
+                for (j, &slot) in slots[lo..=pos].iter().enumerate() {
+                    let kr = &kc[slot as usize * row + g * d..][..d];
+                    for hq in 0..group {
+                        let qr = &qh[(ti * heads + g * group + hq) * d..][..d];
+                        scores[hq * n + j] = dot(qr, kr) * scale;
                     }
                 }
-            }
-            Ok::<(), ShardError>(())
-        })?;
+                for hq in 0..group {
+                    softmax_in_place(&mut scores[hq * n..(hq + 1) * n]);
+                }
+                for (j, &slot) in slots[lo..=pos].iter().enumerate() {
+                    let vr = &vc[slot as usize * row + g * d..][..d];
+                    for hq in 0..group {
+                        let p = scores[hq * n + j];
+                        let o = &mut out_g[hq * d..(hq + 1) * d];
+                        for (o, v) in o.iter_mut().zip(vr) {
+                            *o += p * v;
+                        }
+                    }
+                }
+                Ok::<(), ShardError>(())
+            })?;
         Ok(Tensor::from_vec(out, (t, heads * d), q.device())?.to_dtype(q.dtype())?)
     }
 }
@@ -167,8 +184,25 @@ mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
 
+    /// Shape of a reference attention problem.
+    #[derive(Clone, Copy)]
+    struct Dims {
+        t: usize,
+        h: usize,
+        kvh: usize,
+        d: usize,
+        window: Option<usize>,
+    }
+
     /// Dense causal attention with GQA in f64, the reference.
-    fn reference(q: &[f32], k: &[f32], v: &[f32], t: usize, h: usize, kvh: usize, d: usize, window: Option<usize>) -> Vec<f32> {
+    fn reference(q: &[f32], k: &[f32], v: &[f32], dims: &Dims) -> Vec<f32> {
+        let Dims {
+            t,
+            h,
+            kvh,
+            d,
+            window,
+        } = *dims;
         let mut out = vec![0f32; t * h * d];
         let scale = 1.0 / (d as f64).sqrt();
         for i in 0..t {
@@ -176,13 +210,21 @@ mod tests {
                 let g = hh / (h / kvh);
                 let lo = window.map(|w| (i + 1).saturating_sub(w)).unwrap_or(0);
                 let s: Vec<f64> = (lo..=i)
-                    .map(|j| (0..d).map(|x| q[(i * h + hh) * d + x] as f64 * k[(j * kvh + g) * d + x] as f64).sum::<f64>() * scale)
+                    .map(|j| {
+                        (0..d)
+                            .map(|x| {
+                                q[(i * h + hh) * d + x] as f64 * k[(j * kvh + g) * d + x] as f64
+                            })
+                            .sum::<f64>()
+                            * scale
+                    })
                     .collect();
                 let m = s.iter().cloned().fold(f64::MIN, f64::max);
                 let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
                 for x in 0..d {
-                    out[(i * h + hh) * d + x] =
-                        ((lo..=i).map(|j| (s[j - lo] - m).exp() / z * v[(j * kvh + g) * d + x] as f64).sum::<f64>()) as f32;
+                    out[(i * h + hh) * d + x] = ((lo..=i)
+                        .map(|j| (s[j - lo] - m).exp() / z * v[(j * kvh + g) * d + x] as f64)
+                        .sum::<f64>()) as f32;
                 }
             }
         }
@@ -196,7 +238,18 @@ mod tests {
         let q = Tensor::randn(0f32, 1.0, (t, h, d), &dev)?;
         let k = Tensor::randn(0f32, 1.0, (t, kvh, d), &dev)?;
         let v = Tensor::randn(0f32, 1.0, (t, kvh, d), &dev)?;
-        let expected = reference(&host_f32(&q)?, &host_f32(&k)?, &host_f32(&v)?, t, h, kvh, d, window);
+        let expected = reference(
+            &host_f32(&q)?,
+            &host_f32(&k)?,
+            &host_f32(&v)?,
+            &Dims {
+                t,
+                h,
+                kvh,
+                d,
+                window,
+            },
+        );
         // Scattered, non-contiguous blocks: the block table must be honoured.
         let blocks = [5u32, 2, 7, 3];
         let slot = |p: usize| blocks[p / BLOCK_SIZE] * BLOCK_SIZE as u32 + (p % BLOCK_SIZE) as u32;
@@ -213,11 +266,21 @@ mod tests {
                 sliding_window: window,
                 softmax_scale: 1.0 / (d as f32).sqrt(),
             };
-            let o = cache.forward(0, &q.narrow(0, start, n)?, &k.narrow(0, start, n)?, &v.narrow(0, start, n)?, &meta)?;
+            let o = cache.forward(
+                0,
+                &q.narrow(0, start, n)?,
+                &k.narrow(0, start, n)?,
+                &v.narrow(0, start, n)?,
+                &meta,
+            )?;
             got.extend(host_f32(&o)?);
             start += n;
         }
-        let rel = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
+        let rel = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
             / expected.iter().map(|x| x.abs()).fold(0f32, f32::max);
         assert!(rel < 1e-5, "relative error {rel}");
         Ok(())

@@ -22,7 +22,14 @@ pub const BLOCK_SIZE: usize = 16;
 /// position. Prefill, chunked prefill and decode are the same operation.
 pub trait PagedAttention: Send {
     /// `q`: `[T, heads, head_dim]`, `k`/`v`: `[T, kv_heads, head_dim]` -> `[T, heads * head_dim]`.
-    fn forward(&mut self, layer: usize, q: &Tensor, k: &Tensor, v: &Tensor, meta: &AttentionMetadata) -> Result<Tensor>;
+    fn forward(
+        &mut self,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        meta: &AttentionMetadata,
+    ) -> Result<Tensor>;
     /// Blocks in the cache (block 0 included).
     fn num_blocks(&self) -> usize;
 }

@@ -20,9 +20,16 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     /// Loads `prefix.{q,k,v,o}_proj`; heads are split evenly over ranks.
-    pub fn load(src: &dyn WeightSource, prefix: &str, cfg: &ModelConfig, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        prefix: &str,
+        cfg: &ModelConfig,
+        comm: &Comm,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let world = comm.world_size();
-        if cfg.num_heads % world != 0 || cfg.num_kv_heads % world != 0 {
+        if !cfg.num_heads.is_multiple_of(world) || !cfg.num_kv_heads.is_multiple_of(world) {
             return Err(ShardError::Sharding(format!(
                 "{} attention heads and {} key/value heads must both be divisible by the number of shards ({world})",
                 cfg.num_heads, cfg.num_kv_heads
@@ -30,13 +37,32 @@ impl SelfAttention {
         }
         let q_rows = cfg.num_heads * cfg.head_dim;
         let kv_rows = cfg.num_kv_heads * cfg.head_dim;
-        crate::weights::expect_shape(src, &format!("{prefix}.q_proj.weight"), &[q_rows, cfg.hidden_size])?;
-        crate::weights::expect_shape(src, &format!("{prefix}.k_proj.weight"), &[kv_rows, cfg.hidden_size])?;
-        crate::weights::expect_shape(src, &format!("{prefix}.v_proj.weight"), &[kv_rows, cfg.hidden_size])?;
+        crate::weights::expect_shape(
+            src,
+            &format!("{prefix}.q_proj.weight"),
+            &[q_rows, cfg.hidden_size],
+        )?;
+        crate::weights::expect_shape(
+            src,
+            &format!("{prefix}.k_proj.weight"),
+            &[kv_rows, cfg.hidden_size],
+        )?;
+        crate::weights::expect_shape(
+            src,
+            &format!("{prefix}.v_proj.weight"),
+            &[kv_rows, cfg.hidden_size],
+        )?;
         let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{prefix}.{n}"));
         Ok(Self {
             qkv: ColumnParallelLinear::load(src, &names, cfg.qkv_bias, comm, dtype, device)?,
-            o_proj: RowParallelLinear::load(src, &format!("{prefix}.o_proj"), false, comm, dtype, device)?,
+            o_proj: RowParallelLinear::load(
+                src,
+                &format!("{prefix}.o_proj"),
+                false,
+                comm,
+                dtype,
+                device,
+            )?,
             heads: cfg.num_heads / world,
             kv_heads: cfg.num_kv_heads / world,
             head_dim: cfg.head_dim,
@@ -56,9 +82,15 @@ impl SelfAttention {
         let t = x.dim(0)?;
         let d = self.head_dim;
         let qkv = self.qkv.forward(x)?;
-        let q = qkv.narrow(1, 0, self.heads * d)?.reshape((t, self.heads, d))?;
-        let k = qkv.narrow(1, self.heads * d, self.kv_heads * d)?.reshape((t, self.kv_heads, d))?;
-        let v = qkv.narrow(1, (self.heads + self.kv_heads) * d, self.kv_heads * d)?.reshape((t, self.kv_heads, d))?;
+        let q = qkv
+            .narrow(1, 0, self.heads * d)?
+            .reshape((t, self.heads, d))?;
+        let k = qkv
+            .narrow(1, self.heads * d, self.kv_heads * d)?
+            .reshape((t, self.kv_heads, d))?;
+        let v = qkv
+            .narrow(1, (self.heads + self.kv_heads) * d, self.kv_heads * d)?
+            .reshape((t, self.kv_heads, d))?;
         let q = rotary.apply(&q, cos_sin)?;
         let k = rotary.apply(&k, cos_sin)?;
         let attn = kv.forward(layer, &q, &k, &v, meta)?;

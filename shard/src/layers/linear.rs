@@ -27,7 +27,10 @@ impl Linear {
     pub fn new(weight: LinearWeight, bias: Option<Tensor>) -> Result<Self> {
         let (out_features, weight) = match weight {
             LinearWeight::Dense(w) => (w.dim(0)?, LinearKind::Dense(w)),
-            LinearWeight::Quantized(q) => (q.shape().dims()[0], LinearKind::Quantized(QMatMul::from_arc(q)?)),
+            LinearWeight::Quantized(q) => (
+                q.shape().dims()[0],
+                LinearKind::Quantized(QMatMul::from_arc(q)?),
+            ),
         };
         Ok(Self {
             weight,
@@ -60,11 +63,16 @@ impl Linear {
 /// concatenating their bytes; mixed types fall back to dense.
 pub fn concat_rows(parts: Vec<LinearWeight>) -> Result<LinearWeight> {
     if parts.len() == 1 {
-        return parts.into_iter().next().ok_or_else(|| ShardError::InvalidArgument("no weights".into()));
+        return parts
+            .into_iter()
+            .next()
+            .ok_or_else(|| ShardError::InvalidArgument("no weights".into()));
     }
     let all_quantized_same = match parts.first() {
         Some(LinearWeight::Quantized(first)) => parts.iter().all(|p| match p {
-            LinearWeight::Quantized(q) => q.dtype() == first.dtype() && q.shape().dims()[1..] == first.shape().dims()[1..],
+            LinearWeight::Quantized(q) => {
+                q.dtype() == first.dtype() && q.shape().dims()[1..] == first.shape().dims()[1..]
+            }
             LinearWeight::Dense(_) => false,
         }),
         _ => false,
@@ -86,7 +94,10 @@ pub fn concat_rows(parts: Vec<LinearWeight>) -> Result<LinearWeight> {
         }
         if let (Some(dtype), Some(device)) = (dtype, device) {
             let storage = QStorage::from_data(Cow::Owned(bytes), &device, dtype)?;
-            return Ok(LinearWeight::Quantized(Arc::new(QTensor::new(storage, (rows, cols))?)));
+            return Ok(LinearWeight::Quantized(Arc::new(QTensor::new(
+                storage,
+                (rows, cols),
+            )?)));
         }
     }
     let dense = parts
@@ -97,7 +108,10 @@ pub fn concat_rows(parts: Vec<LinearWeight>) -> Result<LinearWeight> {
         })
         .collect::<Result<Vec<_>>>()?;
     let dtype = dense[0].dtype();
-    let dense = dense.iter().map(|t| t.to_dtype(dtype)).collect::<candle_core::Result<Vec<_>>>()?;
+    let dense = dense
+        .iter()
+        .map(|t| t.to_dtype(dtype))
+        .collect::<candle_core::Result<Vec<_>>>()?;
     Ok(LinearWeight::Dense(Tensor::cat(&dense, 0)?))
 }
 
@@ -117,9 +131,18 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (3, 64), &dev)?;
         let sep_a = Linear::new(LinearWeight::Quantized(qa.clone()), None)?.forward(&x)?;
         let sep_b = Linear::new(LinearWeight::Quantized(qb.clone()), None)?.forward(&x)?;
-        let fused = Linear::new(concat_rows(vec![LinearWeight::Quantized(qa), LinearWeight::Quantized(qb)])?, None)?;
+        let fused = Linear::new(
+            concat_rows(vec![
+                LinearWeight::Quantized(qa),
+                LinearWeight::Quantized(qb),
+            ])?,
+            None,
+        )?;
         let y = fused.forward(&x)?;
-        let diff = (y - Tensor::cat(&[sep_a, sep_b], 1)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (y - Tensor::cat(&[sep_a, sep_b], 1)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-5, "fused differs by {diff}");
         Ok(())
     }

@@ -15,11 +15,25 @@ pub struct Mlp {
 
 impl Mlp {
     /// Loads `prefix.{gate,up,down}_proj`.
-    pub fn load(src: &dyn WeightSource, prefix: &str, intermediate: usize, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        prefix: &str,
+        intermediate: usize,
+        comm: &Comm,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let names = [format!("{prefix}.gate_proj"), format!("{prefix}.up_proj")];
         Ok(Self {
             gate_up: ColumnParallelLinear::load(src, &names, false, comm, dtype, device)?,
-            down: RowParallelLinear::load(src, &format!("{prefix}.down_proj"), false, comm, dtype, device)?,
+            down: RowParallelLinear::load(
+                src,
+                &format!("{prefix}.down_proj"),
+                false,
+                comm,
+                dtype,
+                device,
+            )?,
             local_intermediate: intermediate / comm.world_size(),
         })
     }

@@ -14,7 +14,14 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     /// Loads `name` (shape `[size]`).
-    pub fn load(src: &dyn WeightSource, name: &str, size: usize, eps: f64, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        name: &str,
+        size: usize,
+        eps: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         crate::weights::expect_shape(src, name, &[size])?;
         Ok(Self {
             weight: src.tensor(name, Split::Full, dtype, device)?,

@@ -16,7 +16,8 @@ pub enum Architecture {
 
 impl Architecture {
     /// Names accepted in `architectures` / `model_type`, for error messages.
-    pub const SUPPORTED: &'static str = "LlamaForCausalLM (llama), MistralForCausalLM (mistral), Qwen2ForCausalLM (qwen2)";
+    pub const SUPPORTED: &'static str =
+        "LlamaForCausalLM (llama), MistralForCausalLM (mistral), Qwen2ForCausalLM (qwen2)";
 
     /// Lower-case name.
     pub fn name(self) -> &'static str {
@@ -191,22 +192,29 @@ impl HfConfig {
                 )));
             }
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 && self.head_dim.is_none() {
+        if self.num_attention_heads == 0
+            || (!self.hidden_size.is_multiple_of(self.num_attention_heads)
+                && self.head_dim.is_none())
+        {
             return Err(ShardError::InvalidConfig(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             )));
         }
         let num_kv_heads = self.num_key_value_heads.unwrap_or(self.num_attention_heads);
-        if num_kv_heads == 0 || self.num_attention_heads % num_kv_heads != 0 {
+        if num_kv_heads == 0 || !self.num_attention_heads.is_multiple_of(num_kv_heads) {
             return Err(ShardError::InvalidConfig(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {num_kv_heads}",
                 self.num_attention_heads
             )));
         }
-        let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads);
-        if head_dim % 2 != 0 {
-            return Err(ShardError::InvalidConfig(format!("head_dim {head_dim} must be even for RoPE")));
+        let head_dim = self
+            .head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads);
+        if !head_dim.is_multiple_of(2) {
+            return Err(ShardError::InvalidConfig(format!(
+                "head_dim {head_dim} must be even for RoPE"
+            )));
         }
         Ok(ModelConfig {
             architecture,
@@ -237,8 +245,14 @@ impl HfConfig {
 /// A JSON number or list of numbers as ids.
 pub fn ids_of(v: Option<&serde_json::Value>) -> Vec<u32> {
     match v {
-        Some(serde_json::Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+        Some(serde_json::Value::Number(n)) => {
+            n.as_u64().map(|x| vec![x as u32]).unwrap_or_default()
+        }
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_u64())
+            .map(|x| x as u32)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -290,11 +304,15 @@ mod tests {
 
     #[test]
     fn reads_llama3_rope_scaling() {
-        let c = cfg(serde_json::json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0,
-            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}));
+        let c = cfg(
+            serde_json::json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}),
+        );
         let m = c.base_config(Architecture::Llama).expect("ok");
         assert_eq!(m.head_dim, 16);
-        assert!(matches!(m.rope_scaling, Some(RopeScaling::Llama3 { factor, .. }) if factor == 8.0));
+        assert!(
+            matches!(m.rope_scaling, Some(RopeScaling::Llama3 { factor, .. }) if factor == 8.0)
+        );
     }
 
     #[test]

@@ -47,17 +47,51 @@ pub struct DecoderModel {
 
 impl DecoderModel {
     /// Loads every weight of `cfg` from `src` (this rank's part of each).
-    pub fn load(src: &dyn WeightSource, cfg: &ModelConfig, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        cfg: &ModelConfig,
+        comm: &Comm,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let embed_name = "model.embed_tokens.weight";
         crate::weights::expect_shape(src, embed_name, &[cfg.vocab_size, cfg.hidden_size])?;
         let layers = (0..cfg.num_layers)
             .map(|i| {
                 let p = format!("model.layers.{i}");
                 Ok(DecoderLayer {
-                    input_norm: RmsNorm::load(src, &format!("{p}.input_layernorm.weight"), cfg.hidden_size, cfg.rms_norm_eps, dtype, device)?,
-                    attention: SelfAttention::load(src, &format!("{p}.self_attn"), cfg, comm, dtype, device)?,
-                    post_attention_norm: RmsNorm::load(src, &format!("{p}.post_attention_layernorm.weight"), cfg.hidden_size, cfg.rms_norm_eps, dtype, device)?,
-                    mlp: Mlp::load(src, &format!("{p}.mlp"), cfg.intermediate_size, comm, dtype, device)?,
+                    input_norm: RmsNorm::load(
+                        src,
+                        &format!("{p}.input_layernorm.weight"),
+                        cfg.hidden_size,
+                        cfg.rms_norm_eps,
+                        dtype,
+                        device,
+                    )?,
+                    attention: SelfAttention::load(
+                        src,
+                        &format!("{p}.self_attn"),
+                        cfg,
+                        comm,
+                        dtype,
+                        device,
+                    )?,
+                    post_attention_norm: RmsNorm::load(
+                        src,
+                        &format!("{p}.post_attention_layernorm.weight"),
+                        cfg.hidden_size,
+                        cfg.rms_norm_eps,
+                        dtype,
+                        device,
+                    )?,
+                    mlp: Mlp::load(
+                        src,
+                        &format!("{p}.mlp"),
+                        cfg.intermediate_size,
+                        comm,
+                        dtype,
+                        device,
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -70,7 +104,14 @@ impl DecoderModel {
             config: cfg.clone(),
             embed: VocabParallelEmbedding::load(src, embed_name, comm, dtype, device)?,
             layers,
-            norm: RmsNorm::load(src, "model.norm.weight", cfg.hidden_size, cfg.rms_norm_eps, dtype, device)?,
+            norm: RmsNorm::load(
+                src,
+                "model.norm.weight",
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                dtype,
+                device,
+            )?,
             lm_head: ParallelLmHead::load(src, head_name, comm, dtype, device)?,
             rotary: RotaryEmbedding::new(cfg, dtype, device)?,
             dtype,
@@ -103,13 +144,22 @@ impl DecoderModel {
                 input.meta.num_tokens()
             )));
         }
-        if let Some(&p) = input.meta.token_pos.iter().find(|&&p| p as usize >= self.rotary.max_positions()) {
+        if let Some(&p) = input
+            .meta
+            .token_pos
+            .iter()
+            .find(|&&p| p as usize >= self.rotary.max_positions())
+        {
             return Err(ShardError::InvalidArgument(format!(
                 "position {p} exceeds the model's max_position_embeddings ({})",
                 self.rotary.max_positions()
             )));
         }
-        if let Some(&id) = input.input_ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+        if let Some(&id) = input
+            .input_ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
             return Err(ShardError::InvalidArgument(format!(
                 "token id {id} is outside the vocabulary ({})",
                 self.config.vocab_size
@@ -120,7 +170,9 @@ impl DecoderModel {
         let mut x = self.embed.forward(&input.input_ids)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
-            let h = layer.attention.forward(&h, &self.rotary, &cos_sin, i, kv, &input.meta)?;
+            let h = layer
+                .attention
+                .forward(&h, &self.rotary, &cos_sin, i, kv, &input.meta)?;
             x = (x + h)?;
             let h = layer.post_attention_norm.forward(&x)?;
             x = (&x + layer.mlp.forward(&h)?)?;

@@ -28,7 +28,12 @@ pub fn config_from_gguf(w: &GgufWeights) -> Result<ModelConfig> {
         w.metadata(&key(k))
             .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
             .map(|v| v as usize)
-            .ok_or_else(|| ShardError::InvalidConfig(format!("GGUF metadata `{}` missing or not an integer", key(k))))
+            .ok_or_else(|| {
+                ShardError::InvalidConfig(format!(
+                    "GGUF metadata `{}` missing or not an integer",
+                    key(k)
+                ))
+            })
     };
     let get_f = |k: &str| w.metadata(&key(k)).and_then(|v| v.to_f32().ok());
     let hidden = get_u("embedding_length")?;

@@ -77,10 +77,15 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         Architecture::Mistral => super::mistral::config(&hf)?,
         Architecture::Qwen2 => super::qwen2::config(&hf)?,
     };
-    let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(path.join("config.json")).unwrap_or_default()).unwrap_or_default();
-    let dtype = opts
-        .dtype
-        .unwrap_or_else(|| default_dtype(&opts.device, raw.get("torch_dtype").and_then(|v| v.as_str())));
+    let raw: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path.join("config.json")).unwrap_or_default())
+            .unwrap_or_default();
+    let dtype = opts.dtype.unwrap_or_else(|| {
+        default_dtype(
+            &opts.device,
+            raw.get("torch_dtype").and_then(|v| v.as_str()),
+        )
+    });
     let tokenizer = TokenizerBundle::from_hf_dir(path, hf.eos_token_ids())?;
     let weights = SafetensorsWeights::open(path)?;
     let model = DecoderModel::load(&weights, &config, &opts.comm, dtype, &opts.device)?;
@@ -94,9 +99,18 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
 fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     let weights = GgufWeights::open(path)?;
     let config = config_from_gguf(&weights)?;
-    let tok = tokenizer_from_gguf(weights.content()).map_err(|e| ShardError::Tokenizer(e.to_string()))?;
-    let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device, None));
-    let model = DecoderModel::load(&weights as &dyn WeightSource, &config, &opts.comm, dtype, &opts.device)?;
+    let tok =
+        tokenizer_from_gguf(weights.content()).map_err(|e| ShardError::Tokenizer(e.to_string()))?;
+    let dtype = opts
+        .dtype
+        .unwrap_or_else(|| default_dtype(&opts.device, None));
+    let model = DecoderModel::load(
+        &weights as &dyn WeightSource,
+        &config,
+        &opts.comm,
+        dtype,
+        &opts.device,
+    )?;
     Ok(LoadedModel {
         model,
         tokenizer: TokenizerBundle::new(tok.tokenizer, tok.eos_token_ids),

@@ -17,7 +17,14 @@ pub struct ColumnParallelLinear {
 
 impl ColumnParallelLinear {
     /// Loads and fuses `prefix.{name}.weight` (and `.bias` where `bias`).
-    pub fn load(src: &dyn WeightSource, names: &[String], bias: bool, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        names: &[String],
+        bias: bool,
+        comm: &Comm,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let split = Split::along(0, comm.as_ref());
         let weights = names
             .iter()
@@ -52,8 +59,20 @@ pub struct RowParallelLinear {
 
 impl RowParallelLinear {
     /// Loads `name.weight` split on dim 1; the bias (if any) only on rank 0 so the sum adds it once.
-    pub fn load(src: &dyn WeightSource, name: &str, bias: bool, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
-        let w = src.linear(&format!("{name}.weight"), Split::along(1, comm.as_ref()), dtype, device)?;
+    pub fn load(
+        src: &dyn WeightSource,
+        name: &str,
+        bias: bool,
+        comm: &Comm,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let w = src.linear(
+            &format!("{name}.weight"),
+            Split::along(1, comm.as_ref()),
+            dtype,
+            device,
+        )?;
         let b = if bias && comm.rank() == 0 {
             Some(src.tensor(&format!("{name}.bias"), Split::Full, dtype, device)?)
         } else {
@@ -88,7 +107,13 @@ pub struct VocabParallelEmbedding {
 
 impl VocabParallelEmbedding {
     /// Loads `name` (`[vocab, hidden]`).
-    pub fn load(src: &dyn WeightSource, name: &str, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        name: &str,
+        comm: &Comm,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let shape = src.shape(name)?;
         let vocab = shape.first().copied().unwrap_or(0);
         let world = comm.world_size();
@@ -130,7 +155,9 @@ impl VocabParallelEmbedding {
                 }
             })
             .collect();
-        let x = self.weight.index_select(&Tensor::new(local.as_slice(), device)?, 0)?;
+        let x = self
+            .weight
+            .index_select(&Tensor::new(local.as_slice(), device)?, 0)?;
         self.comm.all_reduce_sum(&x)
     }
 }
@@ -144,7 +171,13 @@ pub struct ParallelLmHead {
 
 impl ParallelLmHead {
     /// Loads `name` (`[vocab, hidden]`), split on the vocabulary.
-    pub fn load(src: &dyn WeightSource, name: &str, comm: &Comm, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        name: &str,
+        comm: &Comm,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let w = src.linear(name, Split::along(0, comm.as_ref()), dtype, device)?;
         Ok(Self {
             linear: Linear::new(w, None)?,

@@ -11,7 +11,10 @@ pub fn request(r: pb::Request) -> Result<NewRequest> {
     let p = r.parameters.unwrap_or_default();
     let s = r.stopping_parameters.unwrap_or_default();
     if !p.grammar.is_empty() {
-        return Err(ShardError::invalid_request(r.id, "grammar-constrained generation is not supported by this shard"));
+        return Err(ShardError::invalid_request(
+            r.id,
+            "grammar-constrained generation is not supported by this shard",
+        ));
     }
     // `inputs` is the stringified chunks (images inlined as markdown); a text-only model
     // reads that. Fall back to the text chunks when a client only filled `input_chunks`.
@@ -64,7 +67,11 @@ pub fn request(r: pb::Request) -> Result<NewRequest> {
 pub fn batch(b: pb::Batch) -> Result<NewBatch> {
     Ok(NewBatch {
         id: b.id,
-        requests: b.requests.into_iter().map(request).collect::<Result<Vec<_>>>()?,
+        requests: b
+            .requests
+            .into_iter()
+            .map(request)
+            .collect::<Result<Vec<_>>>()?,
     })
 }
 

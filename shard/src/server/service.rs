@@ -26,12 +26,15 @@ impl ShardService {
     }
 
     /// Runs `f` on the engine on a blocking thread.
-    async fn with_engine<T: Send + 'static>(&self, f: impl FnOnce(&mut Engine) -> Result<T> + Send + 'static) -> std::result::Result<T, Status> {
+    async fn with_engine<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Engine) -> Result<T> + Send + 'static,
+    ) -> std::result::Result<T, Status> {
         let engine = self.engine.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let mut guard = engine
-                .lock()
-                .map_err(|_| ShardError::InvalidArgument("engine state poisoned by an earlier panic".into()))?;
+            let mut guard = engine.lock().map_err(|_| {
+                ShardError::InvalidArgument("engine state poisoned by an earlier panic".into())
+            })?;
             f(&mut guard)
         })
         .await
@@ -45,7 +48,10 @@ impl ShardService {
 
 #[tonic::async_trait]
 impl TextGenerationService for ShardService {
-    async fn info(&self, _: Request<pb::InfoRequest>) -> std::result::Result<Response<pb::InfoResponse>, Status> {
+    async fn info(
+        &self,
+        _: Request<pb::InfoRequest>,
+    ) -> std::result::Result<Response<pb::InfoResponse>, Status> {
         let info = self.with_engine(|e| Ok(e.info())).await?;
         Ok(Response::new(pb::InfoResponse {
             requires_padding: false,
@@ -60,11 +66,19 @@ impl TextGenerationService for ShardService {
         }))
     }
 
-    async fn service_discovery(&self, _: Request<pb::ServiceDiscoveryRequest>) -> std::result::Result<Response<pb::ServiceDiscoveryResponse>, Status> {
-        Ok(Response::new(pb::ServiceDiscoveryResponse { urls: self.urls.clone() }))
+    async fn service_discovery(
+        &self,
+        _: Request<pb::ServiceDiscoveryRequest>,
+    ) -> std::result::Result<Response<pb::ServiceDiscoveryResponse>, Status> {
+        Ok(Response::new(pb::ServiceDiscoveryResponse {
+            urls: self.urls.clone(),
+        }))
     }
 
-    async fn clear_cache(&self, req: Request<pb::ClearCacheRequest>) -> std::result::Result<Response<pb::ClearCacheResponse>, Status> {
+    async fn clear_cache(
+        &self,
+        req: Request<pb::ClearCacheRequest>,
+    ) -> std::result::Result<Response<pb::ClearCacheResponse>, Status> {
         let id = req.into_inner().id;
         self.with_engine(move |e| {
             e.clear_cache(id);
@@ -74,15 +88,23 @@ impl TextGenerationService for ShardService {
         Ok(Response::new(pb::ClearCacheResponse {}))
     }
 
-    async fn filter_batch(&self, req: Request<pb::FilterBatchRequest>) -> std::result::Result<Response<pb::FilterBatchResponse>, Status> {
+    async fn filter_batch(
+        &self,
+        req: Request<pb::FilterBatchRequest>,
+    ) -> std::result::Result<Response<pb::FilterBatchResponse>, Status> {
         let r = req.into_inner();
-        let summary = self.with_engine(move |e| e.filter_batch(r.batch_id, &r.request_ids)).await?;
+        let summary = self
+            .with_engine(move |e| e.filter_batch(r.batch_id, &r.request_ids))
+            .await?;
         Ok(Response::new(pb::FilterBatchResponse {
             batch: Some(convert::cached_batch(summary)),
         }))
     }
 
-    async fn warmup(&self, req: Request<pb::WarmupRequest>) -> std::result::Result<Response<pb::WarmupResponse>, Status> {
+    async fn warmup(
+        &self,
+        req: Request<pb::WarmupRequest>,
+    ) -> std::result::Result<Response<pb::WarmupResponse>, Status> {
         let r = req.into_inner();
         let batch = convert::batch(r.batch.unwrap_or_default()).map_err(Status::from)?;
         let params = WarmupParams {
@@ -105,7 +127,10 @@ impl TextGenerationService for ShardService {
         }))
     }
 
-    async fn prefill(&self, req: Request<pb::PrefillRequest>) -> std::result::Result<Response<pb::PrefillResponse>, Status> {
+    async fn prefill(
+        &self,
+        req: Request<pb::PrefillRequest>,
+    ) -> std::result::Result<Response<pb::PrefillResponse>, Status> {
         let r = req.into_inner();
         let batch = r
             .batch
@@ -124,7 +149,10 @@ impl TextGenerationService for ShardService {
         }))
     }
 
-    async fn decode(&self, req: Request<pb::DecodeRequest>) -> std::result::Result<Response<pb::DecodeResponse>, Status> {
+    async fn decode(
+        &self,
+        req: Request<pb::DecodeRequest>,
+    ) -> std::result::Result<Response<pb::DecodeResponse>, Status> {
         let ids: Vec<u64> = req.into_inner().batches.into_iter().map(|b| b.id).collect();
         let out = self.with_engine(move |e| e.decode(&ids)).await?;
         let p = convert::step(out);
@@ -138,7 +166,10 @@ impl TextGenerationService for ShardService {
         }))
     }
 
-    async fn health(&self, _: Request<pb::HealthRequest>) -> std::result::Result<Response<pb::HealthResponse>, Status> {
+    async fn health(
+        &self,
+        _: Request<pb::HealthRequest>,
+    ) -> std::result::Result<Response<pb::HealthResponse>, Status> {
         // Taking the engine lock proves the engine is alive and not wedged.
         self.with_engine(|_| Ok(())).await?;
         Ok(Response::new(pb::HealthResponse {}))

@@ -132,10 +132,19 @@ impl WeightSource for GgufWeights {
 
     fn tensor(&self, name: &str, split: Split, dtype: DType, device: &Device) -> Result<Tensor> {
         refuse_split(name, split)?;
-        Ok(self.qtensor(name, device)?.dequantize(device)?.to_dtype(dtype)?)
+        Ok(self
+            .qtensor(name, device)?
+            .dequantize(device)?
+            .to_dtype(dtype)?)
     }
 
-    fn linear(&self, name: &str, split: Split, dtype: DType, device: &Device) -> Result<LinearWeight> {
+    fn linear(
+        &self,
+        name: &str,
+        split: Split,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<LinearWeight> {
         refuse_split(name, split)?;
         let q = self.qtensor(name, device)?;
         Ok(match q.dtype() {
@@ -155,9 +164,18 @@ mod tests {
     #[test]
     fn maps_hf_names_to_gguf() {
         assert_eq!(gguf_name("model.embed_tokens.weight"), "token_embd.weight");
-        assert_eq!(gguf_name("model.layers.3.self_attn.q_proj.weight"), "blk.3.attn_q.weight");
-        assert_eq!(gguf_name("model.layers.12.mlp.down_proj.weight"), "blk.12.ffn_down.weight");
-        assert_eq!(gguf_name("model.layers.0.post_attention_layernorm.weight"), "blk.0.ffn_norm.weight");
+        assert_eq!(
+            gguf_name("model.layers.3.self_attn.q_proj.weight"),
+            "blk.3.attn_q.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.12.mlp.down_proj.weight"),
+            "blk.12.ffn_down.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.post_attention_layernorm.weight"),
+            "blk.0.ffn_norm.weight"
+        );
         assert_eq!(gguf_name("model.norm.weight"), "output_norm.weight");
         assert_eq!(gguf_name("lm_head.weight"), "output.weight");
     }

@@ -32,8 +32,16 @@ pub trait WeightSource: Send + Sync {
     /// `name` as a dense tensor in `dtype` on `device`, this rank's `split` of it only.
     fn tensor(&self, name: &str, split: Split, dtype: DType, device: &Device) -> Result<Tensor>;
     /// `name` as a linear weight: quantized where the source stores it quantized.
-    fn linear(&self, name: &str, split: Split, dtype: DType, device: &Device) -> Result<LinearWeight> {
-        Ok(LinearWeight::Dense(self.tensor(name, split, dtype, device)?))
+    fn linear(
+        &self,
+        name: &str,
+        split: Split,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<LinearWeight> {
+        Ok(LinearWeight::Dense(
+            self.tensor(name, split, dtype, device)?,
+        ))
     }
 }
 

@@ -35,10 +35,11 @@ impl SafetensorsWeights {
         }
         // SAFETY: the files are mapped read-only; tgi-rs never writes to model files while
         // serving. A concurrent external writer would be a deployment error, as with any mmap.
-        let files = unsafe { MmapedSafetensors::multi(&paths) }.map_err(|e| ShardError::BadFile {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let files =
+            unsafe { MmapedSafetensors::multi(&paths) }.map_err(|e| ShardError::BadFile {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             dir: dir.to_path_buf(),
             files,
@@ -80,9 +81,11 @@ fn slice_bytes(
     world: usize,
     name: &str,
 ) -> Result<(Vec<u8>, Vec<usize>)> {
-    let size = *shape.get(dim).ok_or_else(|| ShardError::Sharding(format!(
-        "tensor `{name}` of shape {shape:?} has no dimension {dim}"
-    )))?;
+    let size = *shape.get(dim).ok_or_else(|| {
+        ShardError::Sharding(format!(
+            "tensor `{name}` of shape {shape:?} has no dimension {dim}"
+        ))
+    })?;
     if size % world != 0 {
         return Err(ShardError::Sharding(format!(
             "tensor `{name}` dimension {dim} of size {size} is not divisible by {world} shards"
@@ -132,7 +135,11 @@ impl WeightSource for SafetensorsWeights {
                 Tensor::from_raw_buffer(&bytes, stored, &shape, device)?
             }
         };
-        Ok(if t.dtype() == dtype { t } else { t.to_dtype(dtype)? })
+        Ok(if t.dtype() == dtype {
+            t
+        } else {
+            t.to_dtype(dtype)?
+        })
     }
 }
 

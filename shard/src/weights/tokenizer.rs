@@ -33,16 +33,21 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
         context: format!("reading {}", path.display()),
         source,
     })?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| ShardError::BadFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ShardError::BadFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 fn token_text(v: &serde_json::Value) -> Option<String> {
     match v {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        serde_json::Value::Object(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
         _ => None,
     }
 }
@@ -77,7 +82,8 @@ impl TokenizerBundle {
         let tokenizer = tokenizers::Tokenizer::from_file(&path)
             .map_err(|e| ShardError::Tokenizer(format!("{}: {e}", path.display())))?;
         let generation = read_json(&dir.join("generation_config.json"))?;
-        let mut eos = crate::models::config::ids_of(generation.as_ref().and_then(|g| g.get("eos_token_id")));
+        let mut eos =
+            crate::models::config::ids_of(generation.as_ref().and_then(|g| g.get("eos_token_id")));
         if eos.is_empty() {
             eos = config_eos;
         }
@@ -97,13 +103,22 @@ impl TokenizerBundle {
 
     /// Tokenizes `text`, keeping only the last `truncate` ids when `truncate > 0` (TGI truncates
     /// on the left).
-    pub fn encode(&self, text: &str, add_special_tokens: bool, truncate: usize) -> Result<Vec<u32>> {
+    pub fn encode(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        truncate: usize,
+    ) -> Result<Vec<u32>> {
         let enc = self
             .tokenizer
             .encode_fast(text, add_special_tokens)
             .map_err(|e| ShardError::Tokenizer(format!("encoding failed: {e}")))?;
         let ids = enc.get_ids();
-        let start = if truncate > 0 && ids.len() > truncate { ids.len() - truncate } else { 0 };
+        let start = if truncate > 0 && ids.len() > truncate {
+            ids.len() - truncate
+        } else {
+            0
+        };
         Ok(ids[start..].to_vec())
     }
 

@@ -39,7 +39,12 @@ pub fn start_shard(model: &Path, extra: &[&str]) -> ShardProcess {
         .arg(model)
         .arg("--uds-path")
         .arg(&base)
-        .args(["--max-batch-total-tokens", "16384", "--logger-level", "warn"])
+        .args([
+            "--max-batch-total-tokens",
+            "16384",
+            "--logger-level",
+            "warn",
+        ])
         .args(extra)
         .env_remove("RANK")
         .env_remove("WORLD_SIZE")
@@ -66,7 +71,11 @@ pub async fn connect(socket: &Path) -> TextGenerationServiceClient<Channel> {
         .expect("endpoint")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
         }))
         .await
         .expect("connect");
@@ -115,10 +124,16 @@ pub fn batch(id: u64, requests: Vec<pb::Request>) -> pb::Batch {
 }
 
 /// Warms the shard up with a small prefill budget.
-pub async fn warmup(client: &mut TextGenerationServiceClient<Channel>, max_prefill_tokens: u32) -> pb::WarmupResponse {
+pub async fn warmup(
+    client: &mut TextGenerationServiceClient<Channel>,
+    max_prefill_tokens: u32,
+) -> pb::WarmupResponse {
     client
         .warmup(pb::WarmupRequest {
-            batch: Some(batch(u64::MAX - 1, vec![request(u64::MAX - 1, &"_test ".repeat(8), 2)])),
+            batch: Some(batch(
+                u64::MAX - 1,
+                vec![request(u64::MAX - 1, &"_test ".repeat(8), 2)],
+            )),
             max_input_tokens: None,
             max_prefill_tokens,
             max_total_tokens: None,
@@ -137,16 +152,29 @@ pub async fn generate_all(
     let mut out: std::collections::BTreeMap<u64, (Vec<u32>, pb::Generation)> = Default::default();
     let mut record = |gens: Vec<pb::Generation>| {
         for g in gens {
-            let e = out.entry(g.request_id).or_insert_with(|| (vec![], g.clone()));
+            let e = out
+                .entry(g.request_id)
+                .or_insert_with(|| (vec![], g.clone()));
             e.0.extend(g.tokens.as_ref().map(|t| t.ids.clone()).unwrap_or_default());
             e.1 = g;
         }
     };
-    let resp = client.prefill(pb::PrefillRequest { batch: Some(b), cached_batch: None }).await.expect("prefill").into_inner();
+    let resp = client
+        .prefill(pb::PrefillRequest {
+            batch: Some(b),
+            cached_batch: None,
+        })
+        .await
+        .expect("prefill")
+        .into_inner();
     record(resp.generations);
     let mut cached = resp.batch;
     while let Some(c) = cached {
-        let resp = client.decode(pb::DecodeRequest { batches: vec![c] }).await.expect("decode").into_inner();
+        let resp = client
+            .decode(pb::DecodeRequest { batches: vec![c] })
+            .await
+            .expect("decode")
+            .into_inner();
         record(resp.generations);
         cached = resp.batch;
     }
