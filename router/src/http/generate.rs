@@ -45,7 +45,7 @@ impl Timings {
     }
 
     /// Records TGI's success metrics.
-    pub(crate) fn record(&self, input_length: u32, generated_tokens: u32) {
+    pub(crate) fn record(&self, generated_tokens: u32) {
         metrics::counter!("tgi_request_success").increment(1);
         metrics::histogram!("tgi_request_duration").record(self.total.as_secs_f64());
         metrics::histogram!("tgi_request_validation_duration")
@@ -54,7 +54,6 @@ impl Timings {
         metrics::histogram!("tgi_request_inference_duration").record(self.inference.as_secs_f64());
         metrics::histogram!("tgi_request_mean_time_per_token_duration")
             .record(self.per_token.as_secs_f64());
-        metrics::histogram!("tgi_request_input_length").record(input_length as f64);
         metrics::histogram!("tgi_request_generated_tokens").record(generated_tokens as f64);
     }
 
@@ -131,7 +130,7 @@ pub(crate) async fn generate_internal(
     });
     let generated = response.generated_text.generated_tokens;
     let timings = Timings::new(start, response.queued, response.start, generated);
-    timings.record(response.input_length, generated);
+    timings.record(generated);
     let mut headers = HeaderMap::new();
     header(&mut headers, "x-compute-type", &state.compute_type);
     header(&mut headers, "x-compute-characters", compute_characters);
@@ -197,7 +196,7 @@ pub(crate) fn stream_responses(
                 Ok(InferStreamResponse::End { token, top_tokens, generated_text, start: batch_start, queued }) => {
                     index += 1;
                     let timings = Timings::new(start, queued, batch_start, generated_text.generated_tokens);
-                    timings.record(input_length, generated_text.generated_tokens);
+                    timings.record(generated_text.generated_tokens);
                     tracing::info!(generated_tokens = generated_text.generated_tokens, "Success: {:?}", generated_text.finish_reason);
                     let text = match &add_prompt {
                         Some(prompt) => format!("{prompt}{}", generated_text.text),

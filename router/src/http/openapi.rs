@@ -2,7 +2,10 @@
 //!
 //! The page loads Swagger UI in the browser; nothing is downloaded when building.
 
-use super::{generate, info, metrics, openai_chat, openai_completions, sagemaker, tokenize};
+use super::vertex::{GenerateVertexInstance, VertexInstance, VertexRequest, VertexResponse};
+use super::{
+    generate, info, metrics, openai_chat, openai_completions, sagemaker, tokenize, vertex,
+};
 use crate::api::*;
 use axum::response::{Html, IntoResponse};
 use axum::Json;
@@ -24,6 +27,7 @@ use utoipa::OpenApi;
         info::health,
         info::models,
         metrics::metrics,
+        vertex::vertex,
     ),
     components(schemas(
         GenerateRequest, CompatGenerateRequest, GenerateParameters, GrammarType, JsonSchemaConfig,
@@ -34,6 +38,7 @@ use utoipa::OpenApi;
         ChatCompletionChunk, ChatCompletionChoice, ChatCompletionDelta, ChatCompletionLogprobs,
         ChatCompletionLogprob, ChatCompletionTopLogprob, OutputMessage, Usage, CompletionRequest,
         Prompt, CompletionFinal, CompletionChunk, CompletionComplete, ModelsInfo, ModelInfo,
+        VertexRequest, VertexInstance, GenerateVertexInstance, VertexResponse,
     )),
     tags((name = "Text Generation Inference", description = "Hugging Face Text Generation Inference API")),
     info(title = "Text Generation Inference", license(name = "Apache 2.0"))

@@ -2,7 +2,7 @@
 
 use super::{
     generate, info, metrics as metrics_routes, openai_chat, openai_completions, openapi, sagemaker,
-    tokenize,
+    tokenize, vertex,
 };
 use crate::api::Info;
 use crate::error::RouterError;
@@ -84,6 +84,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/completions", post(openai_completions::completions))
         .route("/invocations", post(sagemaker::invocations))
         .route("/tokenize", post(tokenize::tokenize))
+        .route("/vertex", post(vertex::vertex))
         .layer(middleware::from_fn_with_state(
             Arc::new(config.api_key.clone()),
             check_api_key,

@@ -108,6 +108,9 @@ impl Infer {
             }
         };
         let input_length = valid.input_length;
+        metrics::histogram!("tgi_request_input_length").record(input_length as f64);
+        metrics::histogram!("tgi_request_max_new_tokens")
+            .record(valid.stopping_parameters.max_new_tokens as f64);
         let first = self.backend.schedule(valid.clone())?;
         let stream = stream::continuous(stream::Continuation {
             first,

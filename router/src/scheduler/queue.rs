@@ -212,6 +212,17 @@ impl State {
                 Some(allocator) => {
                     let tokens = input_length + max_new_tokens + speculate;
                     let tokens = tokens.saturating_sub(1).max(1);
+                    let capacity = self.config.max_batch_total_tokens / block_size;
+                    let capacity = capacity.saturating_sub(1) * block_size;
+                    if tokens > capacity {
+                        // It would wait forever: fail it instead of blocking the queue.
+                        metrics::counter!("tgi_request_failure", "err" => "generation")
+                            .increment(1);
+                        let _ = entry.response_tx.send(Err(RouterError::Generation(format!(
+                            "Server error: the request needs {tokens} KV cache slots but the cache holds {capacity}"
+                        ))));
+                        continue;
+                    }
                     let Some(allocation) = allocator.allocate(tokens).await else {
                         self.entries.push_front((id, entry));
                         break;

@@ -186,6 +186,14 @@ impl Validation {
                 (total.min(DEFAULT_GENERATION_LENGTH), total)
             }
         };
+        // Without a tokenizer the prompt length is a guess: make room for the new tokens (TGI).
+        let input_length = if input_ids.is_none()
+            && input_length + max_new_tokens as usize > cfg.max_total_tokens
+        {
+            cfg.max_total_tokens.saturating_sub(max_new_tokens as usize)
+        } else {
+            input_length
+        };
         if input_length + max_new_tokens as usize > cfg.max_total_tokens {
             return Err(ValidationError::MaxTotalTokens(
                 cfg.max_total_tokens,

@@ -288,3 +288,43 @@ async fn tokenize_offsets() {
     assert_eq!(toks[1].text, "world");
     assert_eq!((toks[1].start, toks[1].stop), (6, 11));
 }
+
+#[tokio::test]
+async fn without_tokenizer_lengths_are_estimated() {
+    let v = Validation::new(
+        ValidationConfig {
+            max_best_of: 2,
+            max_stop_sequences: 4,
+            max_top_n_tokens: 5,
+            max_input_length: 10,
+            max_total_tokens: 20,
+            disable_grammar_support: false,
+        },
+        None,
+    );
+    let e = v
+        .validate(req("a", GenerateParameters::default()), true)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "one of `max_new_tokens` or `truncate` must be set if a fast tokenizer is not in use"
+    );
+    let r = v
+        .validate(
+            req(
+                "a b c",
+                GenerateParameters {
+                    max_new_tokens: Some(15),
+                    ..Default::default()
+                },
+            ),
+            true,
+        )
+        .await
+        .unwrap();
+    // max_input_length (10) is shrunk so that 15 new tokens fit in 20.
+    assert_eq!(r.input_length, 5);
+    assert!(r.input_ids.is_none());
+    assert!(v.tokenize("a".into(), true).await.unwrap().is_none());
+}

@@ -141,6 +141,14 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Value of the series whose name and labels are exactly `series` (e.g. `a{b="c"}`).
+pub fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// GET `/metrics` text.
 pub async fn metrics_text(c: &reqwest::Client, router: &RouterProcess) -> String {
     c.get(router.url("/metrics"))

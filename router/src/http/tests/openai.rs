@@ -203,3 +203,30 @@ async fn invocations_accepts_all_forms() {
     let (status, _, _) = post(&h.app, "/invocations", json!({"what": 1})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn vertex_instances_to_predictions() {
+    let h = harness();
+    let (status, _, body) = post(
+        &h.app,
+        "/vertex",
+        json!({"instances": [
+            {"inputs": "a", "parameters": {"max_new_tokens": 2}},
+            {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body), json!({"predictions": [" t0 t1", " t0"]}));
+    let (status, _, body) = post(
+        &h.app,
+        "/vertex",
+        json!({"instances": [{"inputs": "a", "parameters": {"top_k": 0}}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        json_of(&body)["error"],
+        "Input validation error: `top_k` must be strictly positive"
+    );
+}

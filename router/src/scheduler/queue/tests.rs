@@ -207,3 +207,19 @@ async fn wire_request_carries_parameters() {
     assert!(r.add_special_tokens);
     assert_eq!(r.cache_len, 0);
 }
+
+#[tokio::test]
+async fn request_larger_than_the_cache_fails_instead_of_waiting() {
+    // 4 blocks of 16, block 0 reserved: 48 usable slots.
+    let q = Queue::new(paged(64, 16, false));
+    let (big, mut big_rx) = entry(40, 20); // 59 slots: can never fit
+    let (small, _small_rx) = entry(4, 4);
+    q.append(big);
+    q.append(small);
+    let (entries, batch) = q.next_batch(None, None, 1000, 1000).await.unwrap();
+    assert_eq!(batch.size, 1);
+    assert!(entries.contains_key(&1));
+    let err = big_rx.recv().await.unwrap().unwrap_err();
+    assert_eq!(err.error_type(), "generation");
+    assert!(err.to_string().contains("59 KV cache slots"), "{err}");
+}
