@@ -1,6 +1,7 @@
 //! `y = x @ W^T + b` over dense or quantized weights, with fusing of several weights that share
 //! an input (q/k/v, gate/up) into one matmul.
 
+use super::quantized::QuantizedMatmul;
 use crate::error::{Result, ShardError};
 use crate::weights::LinearWeight;
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
@@ -19,6 +20,9 @@ pub struct Linear {
 #[derive(Debug, Clone)]
 enum LinearKind {
     Dense(Tensor),
+    /// Our CPU kernels (SIMD, repacked weights) for the formats they cover.
+    CpuQuantized(QuantizedMatmul),
+    /// candle's quantized matmul for everything else (and GPUs).
     Quantized(QMatMul),
 }
 
@@ -27,10 +31,18 @@ impl Linear {
     pub fn new(weight: LinearWeight, bias: Option<Tensor>) -> Result<Self> {
         let (out_features, weight) = match weight {
             LinearWeight::Dense(w) => (w.dim(0)?, LinearKind::Dense(w)),
-            LinearWeight::Quantized(q) => (
-                q.shape().dims()[0],
-                LinearKind::Quantized(QMatMul::from_arc(q)?),
-            ),
+            LinearWeight::Quantized(q) => {
+                let out = q.shape().dims()[0];
+                let own = q
+                    .device()
+                    .is_cpu()
+                    .then(|| QuantizedMatmul::try_from_qtensor(&q))
+                    .flatten();
+                match own {
+                    Some(m) => (out, LinearKind::CpuQuantized(m)),
+                    None => (out, LinearKind::Quantized(QMatMul::from_arc(q)?)),
+                }
+            }
         };
         Ok(Self {
             weight,
@@ -48,6 +60,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
             LinearKind::Dense(w) => x.matmul(&w.t()?)?,
+            LinearKind::CpuQuantized(q) => q.forward(&x.contiguous()?)?,
             LinearKind::Quantized(q) => q.forward(x)?,
         };
         Ok(match &self.bias {
