@@ -205,11 +205,34 @@ pub struct ChatCompletion {
     pub usage: Usage,
 }
 
-/// Delta of a chat stream chunk.
+/// Function part of a streamed tool-call delta (`name` only on the first one).
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema, PartialEq)]
+pub struct DeltaFunction {
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+/// One streamed tool call.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema, PartialEq)]
+pub struct DeltaToolCall {
+    pub index: u32,
+    pub id: String,
+    pub r#type: String,
+    pub function: DeltaFunction,
+}
+
+/// Delta of a chat stream chunk: text, or tool-call fragments.
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
-pub struct ChatCompletionDelta {
-    pub role: String,
-    pub content: String,
+#[serde(untagged)]
+pub enum ChatCompletionDelta {
+    Chat {
+        role: String,
+        content: String,
+    },
+    Tool {
+        role: String,
+        tool_calls: Vec<DeltaToolCall>,
+    },
 }
 
 /// One choice of a chat stream chunk.

@@ -11,6 +11,7 @@ pub mod sagemaker;
 pub mod server;
 pub mod sse;
 pub mod tokenize;
+pub mod tool_stream;
 pub mod vertex;
 
 #[cfg(test)]

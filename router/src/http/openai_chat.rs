@@ -3,11 +3,12 @@
 use super::generate::{generate_internal, stream_headers, stream_responses};
 use super::server::AppState;
 use super::sse;
+use super::tool_stream::{next_tool_call_id, ToolEvent, ToolStream};
 use crate::api::{
     ChatCompletion, ChatCompletionChoice, ChatCompletionChunk, ChatCompletionComplete,
     ChatCompletionDelta, ChatCompletionLogprob, ChatCompletionLogprobs, ChatCompletionTopLogprob,
-    ChatRequest, FunctionCall, GenerateParameters, GenerateRequest, GrammarType, OutputMessage,
-    Token, Tool, ToolCall, Usage,
+    ChatRequest, DeltaToolCall, FunctionCall, GenerateParameters, GenerateRequest, GrammarType,
+    OutputMessage, Token, Tool, ToolCall, Usage,
 };
 use crate::chat_template::DEFAULT_TOOL_PROMPT;
 use crate::error::RouterError;
@@ -28,6 +29,8 @@ pub(crate) fn now_secs() -> u64 {
 /// A chat request turned into a generate request.
 pub(crate) struct PreparedChat {
     pub request: GenerateRequest,
+    /// Id of a streamed tool call.
+    pub tool_call_id: String,
     pub model: String,
     pub using_tools: bool,
     pub logprobs: bool,
@@ -147,6 +150,7 @@ pub(crate) fn prepare_chat(
     let (do_sample, temperature) = sampling(req.temperature);
     let logprobs = req.logprobs.unwrap_or(false);
     Ok(PreparedChat {
+        tool_call_id: next_tool_call_id(&req.messages),
         request: GenerateRequest {
             inputs,
             parameters: GenerateParameters {
@@ -310,51 +314,72 @@ fn chat_stream(state: AppState, p: PreparedChat) -> Response {
     let headers = stream_headers(&state, &p.request.inputs);
     let fingerprint = state.system_fingerprint.clone();
     let model = p.model.clone();
-    let (logprobs, include_usage) = (p.logprobs, p.include_usage);
+    let (logprobs, include_usage, tool_call_id) = (p.logprobs, p.include_usage, p.tool_call_id);
+    let mut tools = p.using_tools.then(ToolStream::default);
     let mut responses = stream_responses(state, p.request, false);
+    let chunk =
+        move |choices: Vec<ChatCompletionChoice>, usage: Option<Usage>| ChatCompletionChunk {
+            object: "chat.completion.chunk".into(),
+            id: String::new(),
+            created: now_secs(),
+            model: model.clone(),
+            system_fingerprint: fingerprint.clone(),
+            choices,
+            usage,
+        };
+    let choice = |delta, logprobs, finish_reason| ChatCompletionChoice {
+        index: 0,
+        delta,
+        logprobs,
+        finish_reason,
+    };
     let events = async_stream::stream! {
         while let Some(item) = responses.next().await {
-            match item {
+            let r = match item {
                 Err(err) => { yield sse::openai_error_event(&err); return; }
-                Ok(r) => {
-                    let created = now_secs();
+                Ok(r) => r,
+            };
+            let finish = r.details.as_ref().map(|d| d.finish_reason.openai().to_string());
+            match tools.as_mut() {
+                None => {
                     let content = if r.token.special { String::new() } else { r.token.text.clone() };
-                    let chunk = ChatCompletionChunk {
-                        object: "chat.completion.chunk".into(),
-                        id: String::new(),
-                        created,
-                        model: model.clone(),
-                        system_fingerprint: fingerprint.clone(),
-                        choices: vec![ChatCompletionChoice {
-                            index: 0,
-                            delta: ChatCompletionDelta { role: "assistant".into(), content },
-                            logprobs: logprobs.then(|| ChatCompletionLogprobs { content: vec![logprob_entry(&r.token, &r.top_tokens)] }),
-                            finish_reason: r.details.as_ref().map(|d| d.finish_reason.openai().to_string()),
-                        }],
-                        usage: None,
-                    };
-                    yield sse::json_event(&chunk);
-                    if let Some(d) = r.details {
-                        if include_usage {
-                            let usage = ChatCompletionChunk {
-                                object: "chat.completion.chunk".into(),
-                                id: String::new(),
-                                created,
-                                model: model.clone(),
-                                system_fingerprint: fingerprint.clone(),
-                                choices: vec![],
-                                usage: Some(Usage {
-                                    prompt_tokens: d.input_length,
-                                    completion_tokens: d.generated_tokens,
-                                    total_tokens: d.input_length + d.generated_tokens,
-                                }),
-                            };
-                            yield sse::json_event(&usage);
+                    let lp = logprobs.then(|| ChatCompletionLogprobs { content: vec![logprob_entry(&r.token, &r.top_tokens)] });
+                    let delta = ChatCompletionDelta::Chat { role: "assistant".into(), content };
+                    yield sse::json_event(&chunk(vec![choice(delta, lp, finish.clone())], None));
+                }
+                Some(parser) => {
+                    let mut out = if r.token.special { vec![] } else { parser.push(&r.token.text) };
+                    if finish.is_some() {
+                        out.extend(parser.finish());
+                        if out.is_empty() {
+                            out.push(ToolEvent::Call(crate::api::DeltaFunction { name: None, arguments: String::new() }));
                         }
-                        yield sse::done_event();
-                        return;
+                    }
+                    let n = out.len();
+                    for (k, event) in out.into_iter().enumerate() {
+                        let delta = match event {
+                            ToolEvent::Call(function) => ChatCompletionDelta::Tool {
+                                role: "assistant".into(),
+                                tool_calls: vec![DeltaToolCall { index: 0, id: tool_call_id.clone(), r#type: "function".into(), function }],
+                            },
+                            ToolEvent::Content(content) => ChatCompletionDelta::Chat { role: "assistant".into(), content },
+                        };
+                        let finish_reason = if k + 1 == n { finish.clone() } else { None };
+                        yield sse::json_event(&chunk(vec![choice(delta, None, finish_reason)], None));
                     }
                 }
+            }
+            if let Some(d) = r.details {
+                if include_usage {
+                    let usage = Usage {
+                        prompt_tokens: d.input_length,
+                        completion_tokens: d.generated_tokens,
+                        total_tokens: d.input_length + d.generated_tokens,
+                    };
+                    yield sse::json_event(&chunk(vec![], Some(usage)));
+                }
+                yield sse::done_event();
+                return;
             }
         }
     };

@@ -35,7 +35,7 @@ use utoipa::OpenApi;
         PrefillToken, FinishReason, ErrorResponse, SimpleToken, ChatTokenizeResponse, Info,
         ChatRequest, Message, MessageContent, MessageChunk, Url, Tool, FunctionDefinition,
         ToolCall, FunctionCall, StreamOptions, ChatCompletion, ChatCompletionComplete,
-        ChatCompletionChunk, ChatCompletionChoice, ChatCompletionDelta, ChatCompletionLogprobs,
+        ChatCompletionChunk, ChatCompletionChoice, ChatCompletionDelta, DeltaToolCall, DeltaFunction, ChatCompletionLogprobs,
         ChatCompletionLogprob, ChatCompletionTopLogprob, OutputMessage, Usage, CompletionRequest,
         Prompt, CompletionFinal, CompletionChunk, CompletionComplete, ModelsInfo, ModelInfo,
         VertexRequest, VertexInstance, GenerateVertexInstance, VertexResponse,

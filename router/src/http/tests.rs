@@ -41,8 +41,18 @@ impl Backend for FakeBackend {
                 let _ = tx.send(Err(RouterError::Generation("Server error: boom".into())));
                 return;
             }
-            let eos = request.inputs.contains("eos");
-            let n = if eos {
+            let tools = request.parameters.grammar.is_some();
+            let eos = request.inputs.contains("eos") || tools;
+            // With a grammar (tools), the "model" calls get_weather, 5 characters a token.
+            let tool_json = r#"{"function": {"_name": "get_weather", "location": "Paris"}}"#;
+            let pieces: Vec<String> = tool_json
+                .as_bytes()
+                .chunks(5)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            let n = if tools {
+                pieces.len() as u32 + 1
+            } else if eos {
                 2
             } else {
                 request.stopping_parameters.max_new_tokens
@@ -50,13 +60,13 @@ impl Backend for FakeBackend {
             let mut text = String::new();
             for i in 0..n {
                 let special = eos && i + 1 == n;
+                let plain = match pieces.get(i as usize) {
+                    Some(piece) if tools => piece.clone(),
+                    _ => format!(" t{i}"),
+                };
                 let token = Token {
                     id: 100 + i,
-                    text: if special {
-                        "</s>".into()
-                    } else {
-                        format!(" t{i}")
-                    },
+                    text: if special { "</s>".into() } else { plain },
                     logprob: -0.5 - (request.parameters.seed % 7) as f32 * 0.01,
                     special,
                 };

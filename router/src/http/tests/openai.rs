@@ -230,3 +230,69 @@ async fn vertex_instances_to_predictions() {
         "Input validation error: `top_k` must be strictly positive"
     );
 }
+
+const TOOLS: &str = r#"[{"type": "function", "function": {"name": "get_weather", "description": "w",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}]"#;
+
+#[tokio::test]
+async fn tool_call_non_stream() {
+    let h = harness();
+    let tools: Value = serde_json::from_str(TOOLS).unwrap();
+    let (status, _, body) = post(
+        &h.app,
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "weather in Paris?"}], "tools": tools}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v = json_of(&body);
+    assert_eq!(
+        v["choices"][0]["message"],
+        json!({"role": "assistant", "tool_calls": [{"id": "0", "type": "function",
+        "function": {"description": null, "name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}}]})
+    );
+    let s = h.backend.scheduled.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        s.inputs.contains("get_weather"),
+        "tools are appended to the prompt"
+    );
+    assert!(
+        matches!(s.parameters.grammar, Some(crate::infer::types::ValidGrammar::Json(ref g)) if g.contains("no_tool"))
+    );
+}
+
+#[tokio::test]
+async fn tool_call_stream() {
+    let h = harness();
+    let tools: Value = serde_json::from_str(TOOLS).unwrap();
+    let (status, _, body) = post(&h.app, "/v1/chat/completions", json!({"messages": [{"role": "user", "content": "weather?"}], "tools": tools, "stream": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    let ev = events(&body);
+    assert_eq!(ev.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = ev[..ev.len() - 1]
+        .iter()
+        .map(|e| json_of(&Bytes::from(e.clone())))
+        .collect();
+    let first = &chunks[0]["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!(first["function"]["name"], "get_weather");
+    assert_eq!(first["function"]["arguments"], "{");
+    assert_eq!(first["id"], "0");
+    assert_eq!(first["type"], "function");
+    let args: String = chunks
+        .iter()
+        .map(|c| {
+            c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"location": "Paris"})
+    );
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+}
