@@ -1,2 +1,96 @@
-//! Placeholder until this crate lands with its issue.
-fn main() {}
+//! `text-generation-benchmark`: measures a shard's prefill and decode directly over gRPC, the
+//! way TGI's benchmark tool does, and prints a Markdown table (plus JSON lines with --json).
+
+mod decode;
+mod error;
+mod shard_client;
+
+use clap::Parser;
+use error::BenchError;
+use std::path::PathBuf;
+
+/// Shard benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "text-generation-benchmark", version, about)]
+struct Args {
+    /// Model to serve with a shard started for the run (HF directory or .gguf).
+    #[arg(long, conflicts_with = "uds_path")]
+    model: Option<PathBuf>,
+    /// Socket of an already running, warmed-up shard instead.
+    #[arg(long)]
+    uds_path: Option<PathBuf>,
+    /// Batch sizes to measure (repeatable).
+    #[arg(long = "batch-size", default_values_t = vec![1u32, 8, 16])]
+    batch_sizes: Vec<u32>,
+    /// Prompt tokens per request.
+    #[arg(long, default_value_t = 32)]
+    sequence_length: u32,
+    /// Decode steps per run.
+    #[arg(long, default_value_t = 128)]
+    decode_length: u32,
+    /// Timed runs per batch size (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// KV budget in tokens for a spawned shard.
+    #[arg(long, default_value_t = 65536)]
+    kv_tokens: usize,
+    /// Extra arguments for a spawned shard (e.g. --dtype=bfloat16).
+    #[arg(long = "shard-arg", allow_hyphen_values = true)]
+    shard_args: Vec<String>,
+    /// Also print each result as a JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), BenchError> {
+    let (_spawned, socket, warm) = match (&args.model, &args.uds_path) {
+        (Some(model), _) => {
+            let s = shard_client::spawn(model, args.kv_tokens, &args.shard_args)?;
+            let socket = s.socket.clone();
+            (Some(s), socket, true)
+        }
+        (None, Some(p)) => (None, p.clone(), false),
+        (None, None) => return Err(BenchError::Spawn("pass --model or --uds-path".into())),
+    };
+    let mut client = shard_client::connect(&socket).await?;
+    if warm {
+        let max_batch = args.batch_sizes.iter().copied().max().unwrap_or(1);
+        decode::warmup(&mut client, max_batch * args.sequence_length).await?;
+    }
+    println!("| batch | prompt | steps | prefill ms | prefill tok/s | decode ms/step (p50) | p90 | decode tok/s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &b in &args.batch_sizes {
+        let r = decode::bench(
+            &mut client,
+            b,
+            args.sequence_length,
+            args.decode_length,
+            args.runs,
+        )
+        .await?;
+        println!(
+            "| {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} |",
+            r.batch_size,
+            r.sequence_length,
+            r.decode_length,
+            r.prefill_ms,
+            r.prefill_tokens_per_s,
+            r.decode_step_ms,
+            r.decode_step_p90_ms,
+            r.decode_tokens_per_s
+        );
+        if args.json {
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        }
+    }
+    Ok(())
+}

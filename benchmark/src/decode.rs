@@ -1,0 +1,189 @@
+//! Prefill and decode throughput of one shard at fixed batch sizes, as TGI's benchmark
+//! measures it: a batch of `batch_size` identical-length prompts is prefilled, then decoded
+//! for `decode_length` steps (EOS ignored); every step is timed at the client.
+
+use crate::error::BenchError;
+use crate::shard_client::ShardClient;
+use std::time::Instant;
+use text_generation_proto::v3 as pb;
+
+/// One configuration's results (medians over runs).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecodeResult {
+    /// Requests in the batch.
+    pub batch_size: u32,
+    /// Prompt tokens per request.
+    pub sequence_length: u32,
+    /// Decode steps.
+    pub decode_length: u32,
+    /// Prefill latency.
+    pub prefill_ms: f64,
+    /// Prompt tokens per second in prefill.
+    pub prefill_tokens_per_s: f64,
+    /// Median decode step latency.
+    pub decode_step_ms: f64,
+    /// 90th percentile decode step latency.
+    pub decode_step_p90_ms: f64,
+    /// Generated tokens per second over the batch (batch_size / step time).
+    pub decode_tokens_per_s: f64,
+}
+
+fn request(id: u64, sequence_length: u32, decode_length: u32) -> pb::Request {
+    pb::Request {
+        id,
+        // Like TGI's benchmark: a long enough text, left-truncated to exactly the length.
+        inputs: "_test ".repeat(sequence_length as usize * 2),
+        truncate: sequence_length,
+        parameters: Some(pb::NextTokenChooserParameters {
+            temperature: 1.0,
+            top_p: 1.0,
+            typical_p: 1.0,
+            repetition_penalty: 1.0,
+            ..Default::default()
+        }),
+        stopping_parameters: Some(pb::StoppingCriteriaParameters {
+            max_new_tokens: decode_length,
+            stop_sequences: vec![],
+            ignore_eos_token: true,
+        }),
+        add_special_tokens: true,
+        ..Default::default()
+    }
+}
+
+/// Warms the shard up (sizes its KV cache) with a prefill budget of `max_prefill_tokens`.
+pub async fn warmup(
+    client: &mut ShardClient,
+    max_prefill_tokens: u32,
+) -> Result<pb::WarmupResponse, BenchError> {
+    let r = request(0, 8, 2);
+    client
+        .warmup(pb::WarmupRequest {
+            batch: Some(pb::Batch {
+                id: u64::MAX,
+                requests: vec![r],
+                size: 1,
+                max_tokens: 0,
+                max_blocks: 0,
+            }),
+            max_input_tokens: None,
+            max_prefill_tokens,
+            max_total_tokens: None,
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|status| BenchError::Rpc {
+            rpc: "Warmup",
+            status,
+        })
+}
+
+/// One prefill + decode run: (prefill ns, step ns...).
+async fn run_once(
+    client: &mut ShardClient,
+    batch_id: u64,
+    batch_size: u32,
+    sequence_length: u32,
+    decode_length: u32,
+) -> Result<(u64, Vec<u64>), BenchError> {
+    let requests: Vec<pb::Request> = (0..batch_size as u64)
+        .map(|i| request(batch_id * 1000 + i, sequence_length, decode_length))
+        .collect();
+    let batch = pb::Batch {
+        id: batch_id,
+        size: batch_size,
+        requests,
+        max_tokens: 0,
+        max_blocks: 0,
+    };
+    let t = Instant::now();
+    let resp = client
+        .prefill(pb::PrefillRequest {
+            batch: Some(batch),
+            cached_batch: None,
+        })
+        .await
+        .map_err(|status| BenchError::Rpc {
+            rpc: "Prefill",
+            status,
+        })?
+        .into_inner();
+    let prefill_ns = t.elapsed().as_nanos() as u64;
+    let mut steps = Vec::with_capacity(decode_length as usize);
+    let mut cached = resp.batch;
+    while let Some(cb) = cached {
+        let t = Instant::now();
+        let r = client
+            .decode(pb::DecodeRequest { batches: vec![cb] })
+            .await
+            .map_err(|status| BenchError::Rpc {
+                rpc: "Decode",
+                status,
+            })?
+            .into_inner();
+        steps.push(t.elapsed().as_nanos() as u64);
+        if r.generations.len() != batch_size as usize && r.batch.is_some() {
+            return Err(BenchError::Protocol(format!(
+                "{} generations for a batch of {batch_size}",
+                r.generations.len()
+            )));
+        }
+        cached = r.batch;
+    }
+    Ok((prefill_ns, steps))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// Runs `runs` times (after one untimed run) and reports medians.
+pub async fn bench(
+    client: &mut ShardClient,
+    batch_size: u32,
+    sequence_length: u32,
+    decode_length: u32,
+    runs: u32,
+) -> Result<DecodeResult, BenchError> {
+    let base = u64::from(batch_size) * 100;
+    run_once(
+        client,
+        base,
+        batch_size,
+        sequence_length,
+        decode_length.min(8),
+    )
+    .await?;
+    let mut prefill = Vec::new();
+    let mut steps = Vec::new();
+    for r in 0..runs.max(1) {
+        let (p, s) = run_once(
+            client,
+            base + 1 + u64::from(r),
+            batch_size,
+            sequence_length,
+            decode_length,
+        )
+        .await?;
+        prefill.push(p as f64 / 1e6);
+        steps.extend(s.into_iter().map(|ns| ns as f64 / 1e6));
+    }
+    prefill.sort_by(f64::total_cmp);
+    steps.sort_by(f64::total_cmp);
+    let prefill_ms = percentile(&prefill, 0.5);
+    let step = percentile(&steps, 0.5);
+    Ok(DecodeResult {
+        batch_size,
+        sequence_length,
+        decode_length,
+        prefill_ms,
+        prefill_tokens_per_s: f64::from(batch_size * sequence_length) / (prefill_ms / 1e3),
+        decode_step_ms: step,
+        decode_step_p90_ms: percentile(&steps, 0.9),
+        decode_tokens_per_s: f64::from(batch_size) / (step / 1e3),
+    })
+}
