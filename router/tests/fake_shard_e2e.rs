@@ -382,3 +382,95 @@ async fn openai_and_sagemaker_routes_through_the_scheduler() {
     let (_, v) = post_json(&c, &s.router.url("/tokenize"), &json!({"inputs": "abc"})).await;
     assert_eq!(v.as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_streams() {
+    let mut s = setup(1, false, 5, &[]).await;
+    let c = client();
+    let url = s.router.url("/generate_stream");
+    let stream = tokio::spawn({
+        let c = c.clone();
+        async move {
+            post_sse(
+                &c,
+                &url,
+                &json!({"inputs": "drain me", "parameters": {"max_new_tokens": 60}}),
+            )
+            .await
+        }
+    });
+    // Let the request start, then ask the router to stop.
+    let shard = s.shards[0].clone();
+    wait_until("the request to reach the shard", || {
+        shard.stats().prefills > 0
+    })
+    .await;
+    s.router.terminate();
+    let (status, events) = stream.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(events.len(), 60, "the in-flight stream was cut");
+    assert_eq!(
+        parse(events.last().unwrap())["generated_text"],
+        expected_text("drain me", 60)
+    );
+    assert_eq!(
+        s.router.wait_exit(Duration::from_secs(20)).await,
+        Some(true)
+    );
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", s.router.port))
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_and_api_key_through_the_binary() {
+    let s = setup(
+        1,
+        false,
+        5,
+        &["--max-concurrent-requests", "1", "--api-key", "k"],
+    )
+    .await;
+    let c = client();
+    let url = s.router.url("/generate_stream");
+    let auth = |r: reqwest::RequestBuilder| r.header("Authorization", "Bearer k");
+    let long = {
+        let (c, url) = (c.clone(), url.clone());
+        tokio::spawn(async move {
+            let r = c
+                .post(&url)
+                .header("Authorization", "Bearer k")
+                .json(&json!({"inputs": "long", "parameters": {"max_new_tokens": 100}}))
+                .send()
+                .await
+                .unwrap();
+            r.text().await.unwrap()
+        })
+    };
+    let shard = s.shards[0].clone();
+    wait_until("the long request to start", || shard.stats().prefills > 0).await;
+    let r = auth(c.post(s.router.url("/generate")))
+        .json(&json!({"inputs": "x", "parameters": {"max_new_tokens": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "Model is overloaded", "error_type": "overloaded"})
+    );
+    let r = c
+        .post(s.router.url("/generate"))
+        .json(&json!({"inputs": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    long.await.unwrap();
+    let r = auth(c.post(s.router.url("/generate")))
+        .json(&json!({"inputs": "x", "parameters": {"max_new_tokens": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -46,6 +46,10 @@ struct Deployment {
 }
 
 async fn deploy() -> Deployment {
+    deploy_with(&["--max-batch-prefill-tokens", "512"]).await
+}
+
+async fn deploy_with(router_args: &[&str]) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
     let model = write_tiny_model(dir.path());
     let base = dir.path().join("tgi");
@@ -74,19 +78,9 @@ async fn deploy() -> Deployment {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let shard = Shard(child);
-    let router = RouterProcess::start(
-        &socket,
-        &model,
-        &[
-            "--max-input-tokens",
-            "256",
-            "--max-total-tokens",
-            "512",
-            "--max-batch-prefill-tokens",
-            "512",
-        ],
-    )
-    .await;
+    let mut args = vec!["--max-input-tokens", "256", "--max-total-tokens", "512"];
+    args.extend_from_slice(router_args);
+    let router = RouterProcess::start(&socket, &model, &args).await;
     Deployment {
         _dir: dir,
         _shard: shard,
@@ -377,5 +371,52 @@ async fn hundred_cancelled_streams_return_to_idle() {
             .unwrap()
             .status(),
         200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_prefill_gives_the_same_tokens() {
+    // The shard reports chunking support: a 48-token prefill budget splits these prompts.
+    let chunked = deploy_with(&["--max-batch-prefill-tokens", "48"]).await;
+    let whole = deploy().await;
+    let c = client();
+    let prompts: Vec<String> = (0..6)
+        .map(|i| format!("{i}: {}", "a fairly long prompt, ".repeat(8)))
+        .collect();
+    let runs = prompts.iter().map(|p| {
+        let (c, url, p) = (c.clone(), chunked.router.url("/generate"), p.clone());
+        tokio::spawn(async move {
+            post_json(
+                &c,
+                &url,
+                &json!({"inputs": p, "parameters": {"max_new_tokens": 6, "details": true}}),
+            )
+            .await
+        })
+    });
+    let results = futures::future::join_all(runs).await;
+    for (p, r) in prompts.iter().zip(results) {
+        let (status, chunked_answer) = r.unwrap();
+        assert_eq!(status, 200, "{chunked_answer}");
+        let (_, whole_answer) = post_json(
+            &c,
+            &whole.router.url("/generate"),
+            &json!({"inputs": p, "parameters": {"max_new_tokens": 6, "details": true}}),
+        )
+        .await;
+        let ids = |v: &Value| {
+            v["details"]["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&chunked_answer), ids(&whole_answer), "prompt {p:?}");
+    }
+    let text = metrics_text(&c, &chunked.router).await;
+    assert!(
+        series(&text, "tgi_batch_concat{reason=\"chunking\"}").unwrap_or(0.0) >= 1.0,
+        "no request joined a running batch:\n{text}"
     );
 }
