@@ -264,9 +264,7 @@ fn send_responses(generation: Generation, entry: &Entry) -> bool {
         .map(tokens_of)
         .unwrap_or_default();
     let n = tokens.len();
-    if n > 1 {
-        metrics::histogram!("tgi_request_skipped_tokens").record((n - 1) as f64);
-    }
+    metrics::histogram!("tgi_request_skipped_tokens").record(n.saturating_sub(1) as f64);
     let mut top_tokens = generation.top_tokens.iter().map(tokens_of);
     for (i, token) in tokens.into_iter().enumerate() {
         let top = top_tokens.next().unwrap_or_default();
