@@ -173,3 +173,55 @@ async fn overload_gives_429_and_permit_returns_after_stream_drop() {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn odd_inputs_never_panic_or_hang() {
+    let h = harness();
+    let bodies = vec![
+        json!({"inputs": "a", "parameters": {"max_new_tokens": 4294967295u32}}),
+        json!({"inputs": "a", "parameters": {"truncate": 18446744073709551615u64}}),
+        json!({"inputs": "a", "parameters": {"top_k": -2147483648i64}}),
+        json!({"inputs": "a", "parameters": {"temperature": 1e30, "top_p": 0.5, "typical_p": 0.99}}),
+        json!({"inputs": "a", "parameters": {"stop": ["", "\u{0}"], "max_new_tokens": 2}}),
+        json!({"inputs": "héllo wörld ✓ 🚀", "parameters": {"max_new_tokens": 2, "details": true, "top_n_tokens": 5}}),
+        json!({"inputs": "a", "parameters": {"grammar": {"type": "json", "value": "not json"}}}),
+        json!({"inputs": "a", "parameters": {"seed": 0, "best_of": 1, "repetition_penalty": 0.0}}),
+        json!({"inputs": "a", "parameters": null}),
+        json!({"inputs": "a".repeat(5000), "parameters": {"max_new_tokens": 1}}),
+        json!({"messages": [], "max_tokens": 1}),
+        json!({"messages": [{"role": "user"}], "max_tokens": 1}),
+        json!({"messages": [{"role": "assistant", "content": ""}], "tool_choice": "required", "tools": []}),
+        json!({"prompt": [""], "max_tokens": 1}),
+        json!({"instances": []}),
+        json!([1, 2, 3]),
+        json!("just a string"),
+        json!(null),
+    ];
+    let paths = [
+        "/",
+        "/generate",
+        "/generate_stream",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/invocations",
+        "/tokenize",
+        "/chat_tokenize",
+        "/vertex",
+    ];
+    for body in &bodies {
+        for path in paths {
+            let call = post(&h.app, path, body.clone());
+            let (status, _, bytes) = tokio::time::timeout(std::time::Duration::from_secs(10), call)
+                .await
+                .unwrap_or_else(|_| panic!("{path} hung on {body}"));
+            assert!(
+                [200, 400, 404, 413, 415, 422, 424, 429].contains(&status.as_u16()),
+                "{path} answered {status} to {body}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            if status == StatusCode::OK && path == "/generate_stream" {
+                assert!(bytes.ends_with(b"\n\n"));
+            }
+        }
+    }
+}
