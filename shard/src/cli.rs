@@ -93,6 +93,9 @@ pub struct ServeArgs {
     /// Number of shards.
     #[arg(long, env = "WORLD_SIZE", default_value_t = 1)]
     pub world_size: usize,
+    /// Seconds to wait for the other shards at startup (tensor parallelism).
+    #[arg(long, env = "SHARD_RENDEZVOUS_TIMEOUT", default_value_t = 300)]
+    pub rendezvous_timeout: u64,
     /// Rendezvous address for tensor parallelism.
     #[arg(long, env = "MASTER_ADDR", default_value = "localhost")]
     pub master_addr: String,

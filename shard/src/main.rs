@@ -8,10 +8,11 @@ use clap::Parser;
 use cli::{Cli, Command, DtypeArg, ServeArgs};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use text_generation_proto::v3::text_generation_service_server::TextGenerationServiceServer;
 use text_generation_shard::engine::{Engine, EngineConfig, KvBudget};
 use text_generation_shard::models::{load_model, LoadOptions};
-use text_generation_shard::parallel::SingleProcess;
+use text_generation_shard::parallel::{Comm, CpuCommunicator, SingleProcess};
 use text_generation_shard::server::ShardService;
 use text_generation_shard::ShardError;
 
@@ -49,6 +50,22 @@ fn main() {
     }
 }
 
+/// The ranks of one model meet next to their sockets (`<uds-path>-comm/`).
+fn communicator(args: &ServeArgs, world_size: usize) -> Result<Comm, ShardError> {
+    if world_size == 1 {
+        return Ok(Arc::new(SingleProcess));
+    }
+    let dir = CpuCommunicator::rendezvous_dir(std::path::Path::new(&args.uds_path));
+    tracing::info!(rank = args.rank, world_size, dir = %dir.display(), "joining the other shards");
+    let comm = CpuCommunicator::connect(
+        args.rank,
+        world_size,
+        &dir,
+        Duration::from_secs(args.rendezvous_timeout),
+    )?;
+    Ok(Arc::new(comm))
+}
+
 fn run(args: ServeArgs) -> Result<(), ShardError> {
     if let Some(q) = &args.quantize {
         return Err(ShardError::InvalidConfig(format!(
@@ -71,11 +88,6 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
             args.rank
         )));
     }
-    if world_size > 1 {
-        return Err(ShardError::Sharding(format!(
-            "WORLD_SIZE {world_size}: tensor parallelism across shard processes is not available in this build yet"
-        )));
-    }
     let dtype = args.dtype.map(|d| match d {
         DtypeArg::Float16 => candle_core::DType::F16,
         DtypeArg::Bfloat16 => candle_core::DType::BF16,
@@ -85,7 +97,7 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
     let opts = LoadOptions {
         dtype,
         device: candle_core::Device::Cpu,
-        comm: Arc::new(SingleProcess),
+        comm: communicator(&args, world_size)?,
     };
     let loaded = load_model(&args.model_id, &opts)?;
     tracing::info!(model = %args.model_id.display(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
@@ -129,19 +141,36 @@ async fn serve(service: ShardService, socket: &std::path::Path) -> Result<(), Sh
     })?;
     tracing::info!(socket = %socket.display(), "server started");
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let fatal = service.fatal_signal();
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed_flag = failed.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = fatal.notified() => {
+                tracing::error!("lost contact with another shard; stopping");
+                failed_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    };
     tonic::transport::Server::builder()
         .add_service(
             TextGenerationServiceServer::new(service)
                 .max_decoding_message_size(i32::MAX as usize)
                 .max_encoding_message_size(i32::MAX as usize),
         )
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, stop)
         .await
         .map_err(|e| ShardError::Io {
             context: "serving gRPC".into(),
             source: std::io::Error::other(e),
         })?;
     tracing::info!("server stopped");
+    if failed.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ShardError::Communication(
+            "another shard of this model stopped answering".into(),
+        ));
+    }
     Ok(())
 }
 

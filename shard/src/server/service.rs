@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 pub struct ShardService {
     engine: Arc<Mutex<Engine>>,
     urls: Vec<String>,
+    fatal: Arc<tokio::sync::Notify>,
 }
 
 impl ShardService {
@@ -22,7 +23,14 @@ impl ShardService {
         Self {
             engine: Arc::new(Mutex::new(engine)),
             urls,
+            fatal: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Notified when the shard can no longer serve (a peer shard is gone): the server should
+    /// stop so the launcher tears the deployment down instead of leaving a rank waiting.
+    pub fn fatal_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.fatal.clone()
     }
 
     /// Runs `f` on the engine on a blocking thread.
@@ -41,6 +49,9 @@ impl ShardService {
         .map_err(|e| Status::internal(format!("engine task failed: {e}")))?;
         joined.map_err(|e| {
             tracing::error!("{e}");
+            if matches!(e, ShardError::Communication(_)) {
+                self.fatal.notify_one();
+            }
             Status::from(e)
         })
     }

@@ -11,9 +11,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 /// A running shard; killed and its socket removed on drop.
 pub struct ShardProcess {
-    child: Child,
+    pub child: Child,
     pub socket: PathBuf,
-    pub dir: tempfile::TempDir,
+    pub dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for ShardProcess {
@@ -32,36 +32,63 @@ pub fn tiny_model(arch: test_models::Arch) -> tempfile::TempDir {
 
 /// Starts `text-generation-shard serve <model>` and waits for its socket.
 pub fn start_shard(model: &Path, extra: &[&str]) -> ShardProcess {
+    start_shards(model, 1, extra).pop().expect("one shard")
+}
+
+/// Starts `world` ranks of one model (RANK/WORLD_SIZE, `--sharded`) on one socket base and
+/// waits for every socket.
+pub fn start_shards(model: &Path, world: usize, extra: &[&str]) -> Vec<ShardProcess> {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = dir.path().join("shard");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_text-generation-shard"))
-        .arg("serve")
-        .arg(model)
-        .arg("--uds-path")
-        .arg(&base)
-        .args([
-            "--max-batch-total-tokens",
-            "16384",
-            "--logger-level",
-            "warn",
-        ])
-        .args(extra)
-        .env_remove("RANK")
-        .env_remove("WORLD_SIZE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn shard");
-    let socket = PathBuf::from(format!("{}-0", base.display()));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !socket.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("shard exited before its socket appeared: {status}");
+    let mut children = Vec::new();
+    for rank in 0..world {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_text-generation-shard"));
+        cmd.arg("serve")
+            .arg(model)
+            .arg("--uds-path")
+            .arg(&base)
+            .args([
+                "--max-batch-total-tokens",
+                "16384",
+                "--logger-level",
+                "warn",
+            ])
+            .args(extra)
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", world.to_string())
+            .env("RAYON_NUM_THREADS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if world > 1 {
+            cmd.arg("--sharded");
         }
-        assert!(Instant::now() < deadline, "shard socket did not appear");
-        std::thread::sleep(Duration::from_millis(50));
+        children.push(cmd.spawn().expect("spawn shard"));
     }
-    ShardProcess { child, socket, dir }
+    let mut dir = Some(dir);
+    let mut out = Vec::new();
+    for (rank, mut child) in children.into_iter().enumerate() {
+        let socket = PathBuf::from(format!("{}-{rank}", base.display()));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !socket.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("shard {rank} exited before its socket appeared: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shard {rank} socket did not appear"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The temp dir lives with rank 0 (dropped last, after every child is killed).
+        let d = if rank == 0 { dir.take() } else { None };
+        out.push(ShardProcess {
+            child,
+            socket,
+            dir: d,
+        });
+    }
+    out.reverse();
+    out
 }
 
 /// A tonic client over the shard's Unix socket.
