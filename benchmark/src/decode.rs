@@ -4,6 +4,27 @@
 
 use crate::error::BenchError;
 use crate::shard_client::ShardClient;
+
+/// Every rank of one model: each RPC goes to all of them concurrently, as the router's
+/// sharded client sends it; the cached batch is taken from rank 0.
+pub struct Shards(pub Vec<ShardClient>);
+
+impl Shards {
+    async fn all<T: Send + 'static, Fut>(
+        &self,
+        f: impl Fn(ShardClient) -> Fut,
+    ) -> Result<Vec<T>, BenchError>
+    where
+        Fut: std::future::Future<Output = Result<T, BenchError>> + Send + 'static,
+    {
+        let handles: Vec<_> = self.0.iter().map(|c| tokio::spawn(f(c.clone()))).collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.map_err(|e| BenchError::Protocol(e.to_string()))??);
+        }
+        Ok(out)
+    }
+}
 use std::time::Instant;
 use text_generation_proto::v3 as pb;
 
@@ -51,36 +72,37 @@ fn request(id: u64, sequence_length: u32, decode_length: u32) -> pb::Request {
     }
 }
 
-/// Warms the shard up (sizes its KV cache) with a prefill budget of `max_prefill_tokens`.
-pub async fn warmup(
-    client: &mut ShardClient,
-    max_prefill_tokens: u32,
-) -> Result<pb::WarmupResponse, BenchError> {
-    let r = request(0, 8, 2);
-    client
-        .warmup(pb::WarmupRequest {
-            batch: Some(pb::Batch {
-                id: u64::MAX,
-                requests: vec![r],
-                size: 1,
-                max_tokens: 0,
-                max_blocks: 0,
-            }),
-            max_input_tokens: None,
-            max_prefill_tokens,
-            max_total_tokens: None,
+/// Warms every rank up (sizes its KV cache) with a prefill budget of `max_prefill_tokens`.
+pub async fn warmup(shards: &Shards, max_prefill_tokens: u32) -> Result<(), BenchError> {
+    shards
+        .all(move |mut c| async move {
+            let r = request(0, 8, 2);
+            c.warmup(pb::WarmupRequest {
+                batch: Some(pb::Batch {
+                    id: u64::MAX,
+                    requests: vec![r],
+                    size: 1,
+                    max_tokens: 0,
+                    max_blocks: 0,
+                }),
+                max_input_tokens: None,
+                max_prefill_tokens,
+                max_total_tokens: None,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|status| BenchError::Rpc {
+                rpc: "Warmup",
+                status,
+            })
         })
         .await
-        .map(|r| r.into_inner())
-        .map_err(|status| BenchError::Rpc {
-            rpc: "Warmup",
-            status,
-        })
+        .map(|_| ())
 }
 
 /// One prefill + decode run: (prefill ns, step ns...).
 async fn run_once(
-    client: &mut ShardClient,
+    shards: &Shards,
     batch_id: u64,
     batch_size: u32,
     sequence_length: u32,
@@ -97,38 +119,50 @@ async fn run_once(
         max_blocks: 0,
     };
     let t = Instant::now();
-    let resp = client
-        .prefill(pb::PrefillRequest {
-            batch: Some(batch),
-            cached_batch: None,
+    let answers = shards
+        .all(move |mut c| {
+            let batch = batch.clone();
+            async move {
+                c.prefill(pb::PrefillRequest {
+                    batch: Some(batch),
+                    cached_batch: None,
+                })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|status| BenchError::Rpc {
+                    rpc: "Prefill",
+                    status,
+                })
+            }
         })
-        .await
-        .map_err(|status| BenchError::Rpc {
-            rpc: "Prefill",
-            status,
-        })?
-        .into_inner();
+        .await?;
     let prefill_ns = t.elapsed().as_nanos() as u64;
+    let mut cached = answers.into_iter().next().and_then(|r| r.batch);
     let mut steps = Vec::with_capacity(decode_length as usize);
-    let mut cached = resp.batch;
     while let Some(cb) = cached {
         let t = Instant::now();
-        let r = client
-            .decode(pb::DecodeRequest { batches: vec![cb] })
-            .await
-            .map_err(|status| BenchError::Rpc {
-                rpc: "Decode",
-                status,
-            })?
-            .into_inner();
+        let answers = shards
+            .all(move |mut c| {
+                let cb = cb.clone();
+                async move {
+                    c.decode(pb::DecodeRequest { batches: vec![cb] })
+                        .await
+                        .map(|r| r.into_inner())
+                        .map_err(|status| BenchError::Rpc {
+                            rpc: "Decode",
+                            status,
+                        })
+                }
+            })
+            .await?;
         steps.push(t.elapsed().as_nanos() as u64);
-        if r.generations.len() != batch_size as usize && r.batch.is_some() {
+        let generations: usize = answers.iter().map(|a| a.generations.len()).sum();
+        cached = answers.into_iter().next().and_then(|r| r.batch);
+        if generations != batch_size as usize {
             return Err(BenchError::Protocol(format!(
-                "{} generations for a batch of {batch_size}",
-                r.generations.len()
+                "{generations} generations for a batch of {batch_size}"
             )));
         }
-        cached = r.batch;
     }
     Ok((prefill_ns, steps))
 }
@@ -143,7 +177,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs `runs` times (after one untimed run) and reports medians.
 pub async fn bench(
-    client: &mut ShardClient,
+    client: &Shards,
     batch_size: u32,
     sequence_length: u32,
     decode_length: u32,

@@ -31,6 +31,9 @@ struct Args {
     /// Timed runs per batch size (medians are reported).
     #[arg(long, default_value_t = 3)]
     runs: u32,
+    /// Ranks (tensor-parallel shards) to spawn with --model.
+    #[arg(long, default_value_t = 1)]
+    num_shard: usize,
     /// KV budget in tokens for a spawned shard.
     #[arg(long, default_value_t = 65536)]
     kv_tokens: usize,
@@ -52,25 +55,34 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), BenchError> {
-    let (_spawned, socket, warm) = match (&args.model, &args.uds_path) {
+    let (_spawned, sockets, warm) = match (&args.model, &args.uds_path) {
         (Some(model), _) => {
-            let s = shard_client::spawn(model, args.kv_tokens, &args.shard_args)?;
-            let socket = s.socket.clone();
-            (Some(s), socket, true)
+            let s = shard_client::spawn(
+                model,
+                args.num_shard.max(1),
+                args.kv_tokens,
+                &args.shard_args,
+            )?;
+            let sockets: Vec<PathBuf> = s.iter().map(|s| s.socket.clone()).collect();
+            (s, sockets, true)
         }
-        (None, Some(p)) => (None, p.clone(), false),
+        (None, Some(p)) => (Vec::new(), vec![p.clone()], false),
         (None, None) => return Err(BenchError::Spawn("pass --model or --uds-path".into())),
     };
-    let mut client = shard_client::connect(&socket).await?;
+    let mut clients = Vec::new();
+    for s in &sockets {
+        clients.push(shard_client::connect(s).await?);
+    }
+    let client = decode::Shards(clients);
     if warm {
         let max_batch = args.batch_sizes.iter().copied().max().unwrap_or(1);
-        decode::warmup(&mut client, max_batch * args.sequence_length).await?;
+        decode::warmup(&client, max_batch * args.sequence_length).await?;
     }
     println!("| batch | prompt | steps | prefill ms | prefill tok/s | decode ms/step (p50) | p90 | decode tok/s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &b in &args.batch_sizes {
         let r = decode::bench(
-            &mut client,
+            &client,
             b,
             args.sequence_length,
             args.decode_length,

@@ -35,7 +35,7 @@ pub struct SpawnedShard {
     child: Child,
     /// Its socket.
     pub socket: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Drop for SpawnedShard {
@@ -55,43 +55,69 @@ fn shard_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// Starts a shard on `model` with a KV budget of `kv_tokens` and waits for its socket.
-pub fn spawn(model: &Path, kv_tokens: usize, extra: &[String]) -> Result<SpawnedShard, BenchError> {
-    let dir = tempfile::tempdir().map_err(|e| BenchError::Spawn(e.to_string()))?;
+/// Starts `world` ranks of a shard on `model` with a KV budget of `kv_tokens` each and waits
+/// for their sockets (rank order).
+pub fn spawn(
+    model: &Path,
+    world: usize,
+    kv_tokens: usize,
+    extra: &[String],
+) -> Result<Vec<SpawnedShard>, BenchError> {
+    let dir =
+        std::sync::Arc::new(tempfile::tempdir().map_err(|e| BenchError::Spawn(e.to_string()))?);
     let base = dir.path().join("bench");
-    let mut child = Command::new(shard_binary())
-        .arg("serve")
-        .arg(model)
-        .arg("--uds-path")
-        .arg(&base)
-        .args([
-            "--max-batch-total-tokens",
-            &kv_tokens.to_string(),
-            "--logger-level",
-            "warn",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| BenchError::Spawn(format!("text-generation-shard: {e}")))?;
-    let socket = PathBuf::from(format!("{}-0", base.display()));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !socket.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(BenchError::Spawn(format!(
-                "shard exited with {status} before it was ready"
-            )));
+    let mut children = Vec::new();
+    for rank in 0..world {
+        let mut cmd = Command::new(shard_binary());
+        cmd.arg("serve")
+            .arg(model)
+            .arg("--uds-path")
+            .arg(&base)
+            .args([
+                "--max-batch-total-tokens",
+                &kv_tokens.to_string(),
+                "--logger-level",
+                "warn",
+            ])
+            .args(extra)
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", world.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if world > 1 {
+            cmd.arg("--sharded");
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(BenchError::Spawn("shard not ready after 300 s".into()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        let child = cmd
+            .spawn()
+            .map_err(|e| BenchError::Spawn(format!("text-generation-shard: {e}")))?;
+        let socket = PathBuf::from(format!("{}-{rank}", base.display()));
+        children.push(SpawnedShard {
+            child,
+            socket,
+            _dir: dir.clone(),
+        });
     }
-    Ok(SpawnedShard {
-        child,
-        socket,
-        _dir: dir,
-    })
+    for s in &mut children {
+        s.wait_ready()?;
+    }
+    Ok(children)
+}
+
+impl SpawnedShard {
+    fn wait_ready(&mut self) -> Result<(), BenchError> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !self.socket.exists() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(BenchError::Spawn(format!(
+                    "shard exited with {status} before it was ready"
+                )));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(BenchError::Spawn("shard not ready after 300 s".into()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
 }
