@@ -8,7 +8,7 @@
 
 use super::activation::QuantizedActivations;
 use super::matmul::OutRows;
-use super::packed::{PackedWeights, BLOCK, GROUP_ROWS, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK};
+use super::packed::{PackedWeights, GROUP_ROWS, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -137,7 +137,6 @@ macro_rules! x86_kernels {
             #[target_feature(enable = $features)]
             #[inline]
             unsafe fn q4_tile<const T: usize>(w: &PackedWeights, act: &QuantizedActivations, g: usize, t0: usize, out: OutRows) {
-                let blocks = w.blocks();
                 let group = w.group(g);
                 let low = _mm256_set1_epi8(0x0F);
                 let mut acc = [_mm256_setzero_ps(); T];
@@ -155,22 +154,26 @@ macro_rules! x86_kernels {
                         }
                         (dw, mw, wv)
                     };
-                    for (t, acc) in acc.iter_mut().enumerate() {
-                        let i = (t0 + t) * blocks + k;
-                        let xs = &act.qs[(t0 + t) * act.cols + k * BLOCK..][..BLOCK];
-                        // SAFETY: `xs` holds the 32 activation values read by the broadcasts.
-                        let isum = unsafe { $q4!(wv, xs.as_ptr(), act.qsum[i]) };
-                        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(act.d[i]));
+                    let Some(xs) = act.tile::<T>(k, t0) else { break };
+                    for (acc, x) in acc.iter_mut().zip(xs) {
+                        // SAFETY: `x.qs` holds the 32 activation values read by the broadcasts.
+                        let isum = unsafe { $q4!(wv, x.qs.as_ptr(), x.qsum) };
+                        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(x.d));
                         *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
-                        *acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(act.s[i]), *acc);
+                        *acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(x.s), *acc);
                     }
                 }
                 for (t, acc) in acc.iter().enumerate() {
-                    let mut v = [0f32; GROUP_ROWS];
-                    // SAFETY: `v` has room for 8 f32; `out` per the caller's contract.
+                    // SAFETY: `out` per the caller's contract; a full group has 8 rows to store.
                     unsafe {
-                        _mm256_storeu_ps(v.as_mut_ptr(), *acc);
-                        out.write_group(t0 + t, g, &v);
+                        match out.full_group(t0 + t, g) {
+                            Some(p) => _mm256_storeu_ps(p, *acc),
+                            None => {
+                                let mut v = [0f32; GROUP_ROWS];
+                                _mm256_storeu_ps(v.as_mut_ptr(), *acc);
+                                out.write_group(t0 + t, g, &v);
+                            }
+                        }
                     }
                 }
             }
@@ -179,7 +182,6 @@ macro_rules! x86_kernels {
             #[target_feature(enable = $features)]
             #[inline]
             unsafe fn q8_tile<const T: usize>(w: &PackedWeights, act: &QuantizedActivations, g: usize, t0: usize, out: OutRows) {
-                let blocks = w.blocks();
                 let group = w.group(g);
                 let mut acc = [_mm256_setzero_ps(); T];
                 for (k, blk) in group.chunks_exact(Q8_GROUP_BLOCK).enumerate() {
@@ -193,21 +195,25 @@ macro_rules! x86_kernels {
                         }
                         (dw, wv)
                     };
-                    for (t, acc) in acc.iter_mut().enumerate() {
-                        let i = (t0 + t) * blocks + k;
-                        let xs = &act.qs[(t0 + t) * act.cols + k * BLOCK..][..BLOCK];
-                        // SAFETY: `xs` holds the 32 activation values read by the broadcasts.
-                        let isum = unsafe { $q8!(wv, xs.as_ptr(), act.qsum[i]) };
-                        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(act.d[i]));
+                    let Some(xs) = act.tile::<T>(k, t0) else { break };
+                    for (acc, x) in acc.iter_mut().zip(xs) {
+                        // SAFETY: `x.qs` holds the 32 activation values read by the broadcasts.
+                        let isum = unsafe { $q8!(wv, x.qs.as_ptr(), x.qsum) };
+                        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(x.d));
                         *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
                     }
                 }
                 for (t, acc) in acc.iter().enumerate() {
-                    let mut v = [0f32; GROUP_ROWS];
-                    // SAFETY: `v` has room for 8 f32; `out` per the caller's contract.
+                    // SAFETY: `out` per the caller's contract; a full group has 8 rows to store.
                     unsafe {
-                        _mm256_storeu_ps(v.as_mut_ptr(), *acc);
-                        out.write_group(t0 + t, g, &v);
+                        match out.full_group(t0 + t, g) {
+                            Some(p) => _mm256_storeu_ps(p, *acc),
+                            None => {
+                                let mut v = [0f32; GROUP_ROWS];
+                                _mm256_storeu_ps(v.as_mut_ptr(), *acc);
+                                out.write_group(t0 + t, g, &v);
+                            }
+                        }
                     }
                 }
             }

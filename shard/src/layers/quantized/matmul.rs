@@ -1,8 +1,9 @@
-//! The parallel driver: one rayon region per matmul, row groups split into a few large tasks.
+//! The matmul driver: quantized activations in, `[tokens, out]` f32 out, row groups split
+//! into chunks run by the calling thread and rayon helpers.
 
 use super::activation::QuantizedActivations;
 use super::packed::{PackedWeights, GROUP_ROWS};
-use rayon::prelude::*;
+use super::parallel::for_each_chunk;
 use std::ops::Range;
 
 /// A kernel computing the rows of some row groups for every token.
@@ -12,11 +13,12 @@ use std::ops::Range;
 pub(super) type GroupsKernel =
     unsafe fn(&PackedWeights, &QuantizedActivations, Range<usize>, OutRows);
 
-/// Weight bytes per task below which a rayon hand-off (a few µs) costs more than it saves;
-/// 64 KiB streams from memory in about 3 µs on one core.
-const MIN_TASK_BYTES: usize = 64 * 1024;
-/// Tasks per thread: enough to even out a busy or slower core, few enough to keep each large.
-const TASKS_PER_THREAD: usize = 4;
+/// Weight bytes per chunk: small enough that a helper joining late still finds work, large
+/// enough that claiming a chunk (one contended atomic) is noise (32 KiB streams in ~1.5 µs).
+const CHUNK_BYTES: usize = 32 * 1024;
+/// Chunks below which a matmul runs on the calling thread alone (256 KiB of weights at one
+/// token: about 8 µs from memory, a few thread wake-ups).
+const MIN_PARALLEL_CHUNKS: usize = 8;
 
 /// The `[tokens, rows]` output as a raw view that tasks write disjoint rows of.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +49,17 @@ impl OutRows {
             // SAFETY: `t < tokens` and `row < rows`, inside the `tokens * stride` buffer.
             unsafe { *self.ptr.add(t * self.stride + row) = v };
         }
+    }
+
+    /// Where group `g`'s 8 rows of token `t` start, if all 8 are real rows.
+    ///
+    /// # Safety
+    /// The pointer may only be written as [`OutRows::write`] allows.
+    pub(super) unsafe fn full_group(self, t: usize, g: usize) -> Option<*mut f32> {
+        let row0 = g * GROUP_ROWS;
+        // SAFETY: `t < tokens` and `row0 + 8 <= rows`: inside the buffer.
+        (t < self.tokens && row0 + GROUP_ROWS <= self.rows)
+            .then(|| unsafe { self.ptr.add(t * self.stride + row0) })
     }
 
     /// Writes the 8 rows of group `g` at token `t`, dropping padding rows.
@@ -82,28 +95,31 @@ pub(super) unsafe fn run(
         tokens: act.tokens,
     };
     let groups = w.groups();
-    let tasks = task_count(w, act.tokens);
-    let per_task = groups.div_ceil(tasks);
-    // SAFETY: ranges below are disjoint; `y` outlives the region; the kernel's CPU
+    let per_chunk = groups_per_chunk(w, act.tokens);
+    let chunks = groups.div_ceil(per_chunk);
+    // SAFETY: chunks cover disjoint group ranges; `y` outlives the loop; the kernel's CPU
     // requirement is the caller's.
-    let call = |r: Range<usize>| unsafe { kernel(w, act, r, out) };
-    if tasks == 1 {
-        call(0..groups);
+    let work = |c: usize| unsafe {
+        kernel(
+            w,
+            act,
+            c * per_chunk..((c + 1) * per_chunk).min(groups),
+            out,
+        )
+    };
+    // Small matmuls stay on the calling thread: waking a worker costs about what they do.
+    let helpers = if chunks >= MIN_PARALLEL_CHUNKS {
+        rayon::current_num_threads().saturating_sub(1)
     } else {
-        (0..tasks)
-            .into_par_iter()
-            .for_each(|i| call((i * per_task).min(groups)..((i + 1) * per_task).min(groups)));
-    }
+        0
+    };
+    for_each_chunk(chunks, helpers, &work);
     y
 }
 
-/// How many tasks to split a matmul into: the compute grows with the tokens, the memory
-/// traffic does not, so count a token tile of 4 like another read of the weights.
-fn task_count(w: &PackedWeights, tokens: usize) -> usize {
-    let work = w.groups() * w.group_bytes() * tokens.div_ceil(4);
-    let by_size = (work / MIN_TASK_BYTES).max(1);
-    by_size
-        .min(rayon::current_num_threads() * TASKS_PER_THREAD)
-        .min(w.groups())
-        .max(1)
+/// Row groups per chunk: about [`CHUNK_BYTES`] of weights, scaled down as the tokens (and so
+/// the compute per weight byte) grow; a token tile of 4 counts like another weight read.
+fn groups_per_chunk(w: &PackedWeights, tokens: usize) -> usize {
+    let cost = w.group_bytes() * tokens.div_ceil(4).max(1);
+    (CHUNK_BYTES / cost).max(1)
 }

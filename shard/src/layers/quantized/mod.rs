@@ -1,6 +1,6 @@
 //! Our CPU matmul over GGUF block-quantized weights (Q4_0, Q4_1, Q8_0): weights repacked at
 //! load time, activations quantized to 8 bits once per call, AVX2 / VNNI kernels picked at
-//! runtime, one rayon region per matmul.
+//! runtime, one parallel loop per matmul led by the calling thread.
 //!
 //! candle's `QMatMul` covers Q4_1 with a scalar dot product only; this module exists for the
 //! default model's Q4_1 weights and its Q8_0 tied embedding / lm_head.
@@ -10,6 +10,7 @@ mod activation;
 mod kernels_x86;
 mod matmul;
 mod packed;
+mod parallel;
 mod scalar;
 
 #[cfg(test)]
@@ -166,7 +167,11 @@ impl QuantizedMatmul {
             let Some((start, end)) = layout.contiguous_offsets() else {
                 candle_core::bail!("quantized matmul: input is not contiguous");
             };
-            QuantizedActivations::quantize(&cpu.as_slice::<f32>()?[start..end], cols)
+            QuantizedActivations::quantize(
+                &cpu.as_slice::<f32>()?[start..end],
+                cols,
+                self.kernel != Kernel::Scalar,
+            )
         };
         let kernel = self.kernel.groups_kernel(self.weights.format());
         // SAFETY: `self.kernel` was checked to be supported (`best` / `with_kernel`).

@@ -25,12 +25,11 @@ pub(super) unsafe fn matmul_groups(
             let mut acc = [0f32; GROUP_ROWS];
             for k in 0..blocks {
                 let blk = &gw[k * gbb..][..gbb];
-                let xq = &act.qs[t * act.cols + k * BLOCK..][..BLOCK];
-                let i = t * blocks + k;
+                let x = act.block(k, t);
                 for (j, a) in acc.iter_mut().enumerate() {
                     *a += match w.format() {
-                        Format::Q4 => q4_block_dot(blk, j, xq, act.d[i], act.s[i]),
-                        Format::Q8 => q8_block_dot(blk, j, xq, act.d[i]),
+                        Format::Q4 => q4_block_dot(blk, j, &x.qs, x.d, x.s),
+                        Format::Q8 => q8_block_dot(blk, j, &x.qs, x.d),
                     };
                 }
             }

@@ -14,8 +14,9 @@ const KERNELS: [Kernel; 4] = [
     Kernel::Avx512Vnni,
 ];
 /// `in` = 576 is the model's hidden size (18 blocks, not a multiple of 256); out = 1 and 7 are
-/// a lone padded group, 67 is 8 full groups and a partial one.
-const SHAPES: [(usize, usize); 4] = [(576, 1), (576, 7), (576, 67), (1536, 24)];
+/// a lone padded group, 67 is 8 full groups and a partial one; 1003 is large enough to be
+/// split across threads, with a partial last group.
+const SHAPES: [(usize, usize); 5] = [(576, 1), (576, 7), (576, 67), (1536, 24), (576, 1003)];
 const TOKENS: [usize; 3] = [1, 3, 16];
 
 /// Relative f32 rounding allowance of the kernels' float part: per block a product of three
