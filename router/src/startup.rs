@@ -4,7 +4,7 @@
 use crate::api::Info;
 use crate::chat_template::{self, ChatTemplate};
 use crate::cli::Args;
-use crate::client::ShardedClient;
+use crate::client::{ShardedClient, WarmupParams};
 use crate::error::RouterError;
 use crate::http::{self, AppState, ServerConfig};
 use crate::infer::Infer;
@@ -135,6 +135,17 @@ pub fn find_model_file(model: &str, file: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// `max_position_embeddings` (or `max_seq_len` / `n_positions`) from the model's `config.json`.
+pub fn model_max_positions(model: &str) -> Option<u32> {
+    let path = find_model_file(model, "config.json")?;
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    ["max_position_embeddings", "max_seq_len", "n_positions"]
+        .iter()
+        .find_map(|key| config.get(*key)?.as_u64())
+        .map(|v| v.min(u32::MAX as u64) as u32)
+}
+
 fn load_tokenizer_config(args: &Args) -> Option<serde_json::Value> {
     let path = match &args.tokenizer_config_path {
         Some(p) => Some(PathBuf::from(p)),
@@ -217,12 +228,13 @@ pub async fn run(args: Args) -> Result<(), RouterError> {
     }
     tracing::info!("Warming up model");
     let warmup = client
-        .warmup(
-            args.max_input_tokens.map(|v| v as u32),
-            args.max_batch_prefill_tokens,
-            args.max_total_tokens.map(|v| v as u32),
-            args.max_batch_size,
-        )
+        .warmup(&WarmupParams {
+            max_input_tokens: args.max_input_tokens.map(|v| v as u32),
+            max_prefill_tokens: args.max_batch_prefill_tokens,
+            max_total_tokens: args.max_total_tokens.map(|v| v as u32),
+            max_batch_size: args.max_batch_size,
+            model_max_input: model_max_positions(&args.tokenizer_name).map(|p| p.saturating_sub(1)),
+        })
         .await
         .map_err(|e| RouterError::Warmup(e.to_string()))?;
     let limits = derive_limits(&args, warmup, shard_info.support_chunking)?;

@@ -46,8 +46,17 @@ struct Deployment {
 }
 
 async fn deploy() -> Deployment {
-    deploy_with(&["--max-batch-prefill-tokens", "512"]).await
+    deploy_with(&LIMITS).await
 }
+
+const LIMITS: [&str; 6] = [
+    "--max-input-tokens",
+    "256",
+    "--max-total-tokens",
+    "512",
+    "--max-batch-prefill-tokens",
+    "512",
+];
 
 async fn deploy_with(router_args: &[&str]) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
@@ -78,9 +87,7 @@ async fn deploy_with(router_args: &[&str]) -> Deployment {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let shard = Shard(child);
-    let mut args = vec!["--max-input-tokens", "256", "--max-total-tokens", "512"];
-    args.extend_from_slice(router_args);
-    let router = RouterProcess::start(&socket, &model, &args).await;
+    let router = RouterProcess::start(&socket, &model, router_args).await;
     Deployment {
         _dir: dir,
         _shard: shard,
@@ -377,7 +384,15 @@ async fn hundred_cancelled_streams_return_to_idle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_prefill_gives_the_same_tokens() {
     // The shard reports chunking support: a 48-token prefill budget splits these prompts.
-    let chunked = deploy_with(&["--max-batch-prefill-tokens", "48"]).await;
+    let chunked = deploy_with(&[
+        "--max-input-tokens",
+        "256",
+        "--max-total-tokens",
+        "512",
+        "--max-batch-prefill-tokens",
+        "48",
+    ])
+    .await;
     let whole = deploy().await;
     let c = client();
     let prompts: Vec<String> = (0..6)
@@ -419,4 +434,29 @@ async fn chunked_prefill_gives_the_same_tokens() {
         series(&text, "tgi_batch_concat{reason=\"chunking\"}").unwrap_or(0.0) >= 1.0,
         "no request joined a running batch:\n{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_router_flags_start() {
+    // No limits given: warmup prompts stay inside the model's 512 positions and the limits
+    // come from the shard (total = min(KV, positions), input = total - 1).
+    let d = deploy_with(&[]).await;
+    let c = client();
+    let info: Value = c
+        .get(d.router.url("/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["max_total_tokens"], 512);
+    assert_eq!(info["max_input_tokens"], 511);
+    let (status, v) = post_json(
+        &c,
+        &d.router.url("/generate"),
+        &json!({"inputs": "hi", "parameters": {"max_new_tokens": 2}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
 }

@@ -4,4 +4,4 @@ pub mod grpc;
 pub mod sharded;
 
 pub use grpc::{Client, StepResult, StepTimings};
-pub use sharded::ShardedClient;
+pub use sharded::{ShardedClient, WarmupParams};

@@ -88,21 +88,13 @@ impl ShardedClient {
     /// `Warmup` on every shard with TGI's warmup batch; smallest tuple wins.
     pub async fn warmup(
         &self,
-        max_input_tokens: Option<u32>,
-        max_prefill_tokens: u32,
-        max_total_tokens: Option<u32>,
-        max_batch_size: Option<usize>,
+        params: &WarmupParams,
     ) -> Result<(Option<u32>, u32, u32), ClientError> {
         let request = WarmupRequest {
-            batch: Some(warmup_batch(
-                max_input_tokens,
-                max_prefill_tokens,
-                max_total_tokens,
-                max_batch_size,
-            )),
-            max_input_tokens,
-            max_prefill_tokens,
-            max_total_tokens,
+            batch: Some(warmup_batch(params)),
+            max_input_tokens: params.max_input_tokens,
+            max_prefill_tokens: params.max_prefill_tokens,
+            max_total_tokens: params.max_total_tokens,
         };
         let results = join_all(self.clients.iter().map(|c| c.warmup(request.clone()))).await;
         all_ok(results)?
@@ -186,15 +178,36 @@ pub fn text_input(text: &str) -> Input {
     }
 }
 
+/// What the router asks the shards to warm up for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WarmupParams {
+    /// `--max-input-tokens`, if given (echoed by the shard).
+    pub max_input_tokens: Option<u32>,
+    /// `--max-batch-prefill-tokens`.
+    pub max_prefill_tokens: u32,
+    /// `--max-total-tokens`, if given.
+    pub max_total_tokens: Option<u32>,
+    /// `--max-batch-size`, if given.
+    pub max_batch_size: Option<usize>,
+    /// Longest prompt the model takes (`max_position_embeddings - 1`), when known: without
+    /// `--max-input-tokens` the warmup prompts are capped to it so the shard accepts them.
+    pub model_max_input: Option<u32>,
+}
+
 /// TGI's warmup batch: `"_test " * truncate` prompts until the prefill budget is covered.
 /// Text only: the image chunk TGI adds is left out for text-only shards.
-pub fn warmup_batch(
-    max_input_tokens: Option<u32>,
-    max_prefill_tokens: u32,
-    max_total_tokens: Option<u32>,
-    max_batch_size: Option<usize>,
-) -> Batch {
-    let max_input = max_input_tokens.unwrap_or(max_prefill_tokens).max(1);
+pub fn warmup_batch(params: &WarmupParams) -> Batch {
+    let WarmupParams {
+        max_input_tokens,
+        max_prefill_tokens,
+        max_total_tokens,
+        max_batch_size,
+        model_max_input,
+    } = *params;
+    let max_input = max_input_tokens
+        .or(model_max_input)
+        .unwrap_or(max_prefill_tokens)
+        .max(1);
     let mut n_tokens = 0u32;
     let mut requests = Vec::new();
     while n_tokens < max_prefill_tokens {
@@ -254,7 +267,14 @@ mod tests {
 
     #[test]
     fn warmup_batch_covers_prefill_budget() {
-        let b = warmup_batch(Some(100), 250, Some(200), None);
+        let p = |input, prefill, total, size, model| WarmupParams {
+            max_input_tokens: input,
+            max_prefill_tokens: prefill,
+            max_total_tokens: total,
+            max_batch_size: size,
+            model_max_input: model,
+        };
+        let b = warmup_batch(&p(Some(100), 250, Some(200), None, None));
         let truncates: Vec<u32> = b.requests.iter().map(|r| r.truncate).collect();
         assert_eq!(truncates, vec![100, 100, 50]);
         assert_eq!(b.size, 3);
@@ -265,7 +285,7 @@ mod tests {
             100
         );
         assert!(first.stopping_parameters.as_ref().unwrap().ignore_eos_token);
-        let capped = warmup_batch(Some(10), 100, None, Some(2));
+        let capped = warmup_batch(&p(Some(10), 100, None, Some(2), None));
         assert_eq!(capped.requests.len(), 2);
         assert_eq!(
             capped.requests[0]
@@ -274,6 +294,17 @@ mod tests {
                 .unwrap()
                 .max_new_tokens,
             1
+        );
+        // Without --max-input-tokens, prompts stay below the model's context.
+        let by_model = warmup_batch(&p(None, 1000, None, None, Some(511)));
+        assert!(by_model.requests.iter().all(|r| r.truncate <= 511));
+        assert_eq!(
+            by_model.requests.iter().map(|r| r.truncate).sum::<u32>(),
+            1000
+        );
+        assert_eq!(
+            warmup_batch(&p(None, 300, None, None, None)).requests[0].truncate,
+            300
         );
     }
 
