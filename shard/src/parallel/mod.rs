@@ -3,9 +3,11 @@
 //! Model files only ever see [`Communicator`]; backends (no-op for one shard, CPU across
 //! processes, NCCL on GPU) plug in behind it.
 
+pub mod cpu;
 mod linear;
 mod single;
 
+pub use cpu::CpuCommunicator;
 pub use linear::{ColumnParallelLinear, ParallelLmHead, RowParallelLinear, VocabParallelEmbedding};
 pub use single::SingleProcess;
 
