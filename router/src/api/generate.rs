@@ -35,42 +35,61 @@ pub struct JsonSchemaConfig {
 /// Generation parameters; every field is optional.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
 pub struct GenerateParameters {
+    /// Generate this many sampled sequences and return the best (highest mean logprob).
     #[serde(default)]
     pub best_of: Option<usize>,
+    /// Softmax temperature (> 0).
     #[serde(default)]
     pub temperature: Option<f32>,
+    /// Repetition penalty (> 0; 1.0 = off).
     #[serde(default)]
     pub repetition_penalty: Option<f32>,
+    /// Frequency penalty in [-2, 2].
     #[serde(default)]
     pub frequency_penalty: Option<f32>,
+    /// Keep the k most likely tokens (> 0).
     #[serde(default)]
     pub top_k: Option<i32>,
+    /// Nucleus sampling mass in (0, 1).
     #[serde(default)]
     pub top_p: Option<f32>,
+    /// Typical sampling mass in (0, 1).
     #[serde(default)]
     pub typical_p: Option<f32>,
+    /// Sample instead of greedy decoding.
     #[serde(default)]
     pub do_sample: bool,
+    /// Tokens to generate (default: the rest of `max_total_tokens`).
     #[serde(default)]
     pub max_new_tokens: Option<u32>,
+    /// Prepend the prompt to the generated text.
     #[serde(default)]
     pub return_full_text: Option<bool>,
+    /// Stop sequences (kept in the output).
     #[serde(default)]
     pub stop: Vec<String>,
+    /// Keep only the last `truncate` prompt tokens.
     #[serde(default)]
     pub truncate: Option<usize>,
+    /// Watermark the output (Kirchenbauer et al.).
     #[serde(default)]
     pub watermark: bool,
+    /// Return generation details.
     #[serde(default)]
     pub details: bool,
+    /// Return prompt token details (non-streaming only).
     #[serde(default)]
     pub decoder_input_details: bool,
+    /// Random seed for sampling.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Return this many most likely tokens at each step.
     #[serde(default)]
     pub top_n_tokens: Option<u32>,
+    /// Constrain the output to a JSON schema or a regex.
     #[serde(default)]
     pub grammar: Option<GrammarType>,
+    /// LoRA adapter to use.
     #[serde(default)]
     pub adapter_id: Option<String>,
 }
