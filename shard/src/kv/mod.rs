@@ -4,10 +4,12 @@
 pub mod block_allocator;
 pub mod cpu;
 mod metadata;
+pub mod tensor;
 
 pub use block_allocator::BlockAllocator;
 pub use cpu::CpuPagedCache;
 pub use metadata::AttentionMetadata;
+pub use tensor::TensorPagedCache;
 
 use crate::error::Result;
 use candle_core::Tensor;
