@@ -2,7 +2,7 @@
 //! [`WeightSource`] trait that hands out (optionally sliced) tensors by their HF name.
 
 pub mod gguf;
-pub mod gguf_tokenizer;
+pub use text_generation_gguf_tokenizer as gguf_tokenizer;
 pub mod safetensors;
 pub mod tokenizer;
 
