@@ -57,6 +57,8 @@ pub(super) fn connect_mesh(
     let listener = if rank + 1 < world {
         Some(bind(&own)?)
     } else {
+        // The highest rank is never connected to; it only tidies a name an earlier run left.
+        let _ = std::fs::remove_file(&own);
         None
     };
     let result = handshake_all(rank, world, dir, listener.as_ref(), timeout, &mut streams);

@@ -310,7 +310,7 @@ fn a_silent_rank_times_out() {
         Some((err.to_string(), start.elapsed()))
     });
     let (err, elapsed) = got[0].clone().unwrap();
-    assert!(err.contains("sent nothing"), "{err}");
+    assert!(err.contains("no progress with rank 1"), "{err}");
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 }
 
@@ -351,6 +351,92 @@ fn rendezvous_timeout_names_the_missing_ranks() {
     }
 }
 
+/// Set in the child process of `a_killed_rank_process_fails_the_others_promptly`.
+const CHILD_DIR_ENV: &str = "TGI_CPU_COMM_TEST_RANK1_DIR";
+
+/// Rank 1 as a separate process: ten all-reduces, then it hangs until it is killed.
+#[test]
+#[ignore = "run by a_killed_rank_process_fails_the_others_promptly as a child process"]
+fn rank_one_process() {
+    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
+        return;
+    };
+    let c = CpuCommunicator::connect(1, 2, std::path::Path::new(&dir), CONNECT).unwrap();
+    for _ in 0..10 {
+        c.all_reduce_sum(&Tensor::ones(64, DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_killed_rank_process_fails_the_others_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "parallel::cpu::tests::rank_one_process",
+            "--ignored",
+        ])
+        .env(CHILD_DIR_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = CpuCommunicator::connect(0, 2, dir.path(), CONNECT).unwrap();
+    let x = Tensor::ones(64, DType::F32, &Device::Cpu).unwrap();
+    for _ in 0..10 {
+        let y = c.all_reduce_sum(&x).unwrap().to_vec1::<f32>().unwrap();
+        assert!(y.iter().all(|&v| v == 2.0));
+    }
+    // Rank 1 now hangs; kill it while rank 0 waits inside the 11th all-reduce.
+    let start = Instant::now();
+    let err = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            child.kill().unwrap();
+        });
+        c.all_reduce_sum(&x).unwrap_err().to_string()
+    });
+    let elapsed = start.elapsed();
+    let _ = child.wait();
+    assert!(err.contains("rank 1 closed its connection"), "{err}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "took {elapsed:?} (timeout is 60 s)"
+    );
+}
+
+#[test]
+fn sockets_left_by_an_earlier_run_are_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    for rank in 0..3 {
+        // Bound then dropped: the file stays, nobody listens (a crashed earlier run).
+        drop(std::os::unix::net::UnixListener::bind(
+            dir.path().join(format!("rank-{rank}.sock")),
+        ));
+    }
+    let world = 3;
+    let sums = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..world)
+            .map(|rank| {
+                let path = dir.path();
+                s.spawn(move || {
+                    let c = CpuCommunicator::connect(rank, world, path, CONNECT).unwrap();
+                    let x = Tensor::full(1f32, 2, &Device::Cpu).unwrap();
+                    c.all_reduce_sum(&x).unwrap().to_vec1::<f32>().unwrap()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(sums.iter().all(|v| v == &[3.0, 3.0]));
+    // Rendezvous sockets are removed once everyone is connected.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 #[test]
 fn bad_rank_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
@@ -371,7 +457,15 @@ fn rendezvous_dir_sits_next_to_the_shard_sockets() {
 #[test]
 #[ignore = "micro-benchmark"]
 fn bench_all_reduce_latency() {
-    for (world, n) in [(2, 576), (2, 4096), (4, 576), (2, 576 * 256)] {
+    for (world, n) in [
+        (2, 576),
+        (2, 4096),
+        (4, 576),
+        (2, 576 * 16),
+        (2, 576 * 64),
+        (2, 576 * 256),
+        (2, 576 * 1024),
+    ] {
         let iters = if n > 10_000 { 200 } else { 20_000 };
         let times = with_ranks(world, |c| {
             let x = input(c.rank(), &[n], DType::F32);

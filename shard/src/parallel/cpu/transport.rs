@@ -244,8 +244,8 @@ fn io_error(
              exited or failed)"
         )),
         ErrorKind::WouldBlock | ErrorKind::TimedOut => ShardError::Communication(format!(
-            "rank {rank}: rank {peer} sent nothing for {timeout:?} during {op} #{seq} (stuck, \
-             or not calling the same collectives)"
+            "rank {rank}: no progress with rank {peer} for {timeout:?} during {op} #{seq} (it is \
+             stuck, or not calling the same collectives)"
         )),
         _ => ShardError::Io {
             context: format!("rank {rank}: {op} #{seq} with rank {peer}"),
