@@ -354,7 +354,7 @@ async fn openai_and_sagemaker_routes_through_the_scheduler() {
     let mut stream_req = chat.clone();
     stream_req["stream"] = json!(true);
     let (_, events) = post_sse(&c, &s.router.url("/v1/chat/completions"), &stream_req).await;
-    assert_eq!(events.last().unwrap(), "[DONE]");
+    assert_eq!(events.last().unwrap(), " [DONE]");
     let content: String = events[..events.len() - 1]
         .iter()
         .map(|e| {

@@ -177,7 +177,7 @@ async fn api_surface_with_real_shard() {
     chat_stream["stream_options"] = json!({"include_usage": true});
     let (status, events) = post_sse(&c, &r.url("/v1/chat/completions"), &chat_stream).await;
     assert_eq!(status, 200);
-    assert_eq!(events.last().unwrap(), "[DONE]");
+    assert_eq!(events.last().unwrap(), " [DONE]");
     let usage = parse(&events[events.len() - 2]);
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"], cr["usage"]);

@@ -1,5 +1,5 @@
 //! Server-sent events framing as TGI writes it: `data:<json>\n\n` (no space), keep-alive
-//! comments while idle, `data:[DONE]` only where the OpenAI routes add it.
+//! comments while idle, `data: [DONE]` only where the OpenAI routes add it.
 
 use crate::api::ErrorResponse;
 use crate::error::RouterError;
@@ -53,9 +53,11 @@ pub fn openai_error_event(err: &RouterError) -> String {
     })
 }
 
-/// The terminator of OpenAI streams.
+/// The terminator of OpenAI streams. TGI writes it with axum's `Event::data`, which puts a
+/// space after the colon (JSON events use `json_data`, which does not); clients such as
+/// `huggingface_hub` match `data: [DONE]` byte for byte.
 pub fn done_event() -> String {
-    data_event("[DONE]")
+    "data: [DONE]\n\n".to_string()
 }
 
 /// Wraps framed events into a body, inserting `:\n\n` comments when idle for [`KEEP_ALIVE`].
@@ -99,7 +101,7 @@ mod tests {
     #[test]
     fn framing_has_no_space_and_blank_line() {
         assert_eq!(data_event("{\"a\":1}"), "data:{\"a\":1}\n\n");
-        assert_eq!(done_event(), "data:[DONE]\n\n");
+        assert_eq!(done_event(), "data: [DONE]\n\n");
     }
 
     #[test]

@@ -74,7 +74,7 @@ async fn chat_stream_with_usage_and_done() {
     let usage = json_of(&Bytes::from(ev[2].clone()));
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], 2);
-    assert_eq!(ev[3], "[DONE]");
+    assert_eq!(ev[3], " [DONE]");
 }
 
 #[tokio::test]
@@ -133,7 +133,7 @@ async fn completions_non_stream_and_stream() {
     .await;
     let ev = events(&body);
     assert_eq!(ev.len(), 5);
-    assert_eq!(ev[4], "[DONE]");
+    assert_eq!(ev[4], " [DONE]");
     let finals: Vec<Value> = ev[..4]
         .iter()
         .map(|e| json_of(&Bytes::from(e.clone())))
@@ -268,7 +268,7 @@ async fn tool_call_stream() {
     let (status, _, body) = post(&h.app, "/v1/chat/completions", json!({"messages": [{"role": "user", "content": "weather?"}], "tools": tools, "stream": true})).await;
     assert_eq!(status, StatusCode::OK);
     let ev = events(&body);
-    assert_eq!(ev.last().unwrap(), "[DONE]");
+    assert_eq!(ev.last().unwrap(), " [DONE]");
     let chunks: Vec<Value> = ev[..ev.len() - 1]
         .iter()
         .map(|e| json_of(&Bytes::from(e.clone())))
