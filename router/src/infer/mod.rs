@@ -29,11 +29,11 @@ pub trait Backend: Send + Sync {
     async fn health(&self, current_health: bool) -> bool;
 }
 
-/// A scheduled request's stream, holding its concurrency permit until dropped.
+/// A scheduled request: its prompt length and its continuous response stream.
 pub struct GenerateStream {
     /// Prompt length in tokens.
     pub input_length: u32,
-    /// The seed used (reported in details when sampling).
+    /// Prefill, token and end messages; dropping it cancels the request and frees its permit.
     pub stream: BoxStream<'static, Result<InferStreamResponse, RouterError>>,
 }
 
