@@ -7,6 +7,7 @@ pub mod client;
 pub mod error;
 pub mod http;
 pub mod infer;
+pub mod model_files;
 pub mod scheduler;
 pub mod startup;
 pub mod validation;

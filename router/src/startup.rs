@@ -2,20 +2,18 @@
 //! tokenizer and chat template, then the HTTP listener (port open == ready).
 
 use crate::api::Info;
-use crate::chat_template::{self, ChatTemplate};
 use crate::cli::Args;
 use crate::client::{ShardedClient, WarmupParams};
 use crate::error::RouterError;
 use crate::http::{self, AppState, ServerConfig};
 use crate::infer::Infer;
+use crate::model_files;
 use crate::scheduler::batching::BatchingConfig;
 use crate::scheduler::queue::QueueConfig;
 use crate::scheduler::SchedulerBackend;
 use crate::validation::{TokenizerPool, Validation, ValidationConfig};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokenizers::Tokenizer;
 
 /// Limits after warmup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,64 +112,6 @@ pub fn check_args(args: &Args) -> Result<(), RouterError> {
     Ok(())
 }
 
-/// Finds a model file in a local directory or the local hub cache (nothing is downloaded).
-pub fn find_model_file(model: &str, file: &str) -> Option<PathBuf> {
-    let direct = Path::new(model).join(file);
-    if direct.is_file() {
-        return Some(direct);
-    }
-    let cache = std::env::var("HUGGINGFACE_HUB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|_| std::env::var("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub")))
-        .ok()?;
-    let snapshots = cache
-        .join(format!("models--{}", model.replace('/', "--")))
-        .join("snapshots");
-    std::fs::read_dir(snapshots)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join(file))
-        .find(|p| p.is_file())
-}
-
-/// `max_position_embeddings` (or `max_seq_len` / `n_positions`) from the model's `config.json`.
-pub fn model_max_positions(model: &str) -> Option<u32> {
-    let path = find_model_file(model, "config.json")?;
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    ["max_position_embeddings", "max_seq_len", "n_positions"]
-        .iter()
-        .find_map(|key| config.get(*key)?.as_u64())
-        .map(|v| v.min(u32::MAX as u64) as u32)
-}
-
-fn load_tokenizer_config(args: &Args) -> Option<serde_json::Value> {
-    let path = match &args.tokenizer_config_path {
-        Some(p) => Some(PathBuf::from(p)),
-        None => find_model_file(&args.tokenizer_name, "tokenizer_config.json"),
-    }?;
-    let text = std::fs::read_to_string(&path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(v) => Some(v),
-        Err(err) => {
-            tracing::warn!("could not parse {}: {err}", path.display());
-            None
-        }
-    }
-}
-
-fn load_tokenizer(args: &Args) -> Option<Tokenizer> {
-    let path = find_model_file(&args.tokenizer_name, "tokenizer.json")?;
-    match Tokenizer::from_file(&path) {
-        Ok(t) => Some(t),
-        Err(err) => {
-            tracing::warn!("could not load {}: {err}", path.display());
-            None
-        }
-    }
-}
-
 /// The listen address; an unparsable `--hostname` falls back to 0.0.0.0 as in TGI.
 pub fn listen_addr(hostname: &str, port: u16) -> SocketAddr {
     let ip = hostname.parse::<IpAddr>().unwrap_or_else(|_| {
@@ -187,7 +127,7 @@ pub async fn run(args: Args) -> Result<(), RouterError> {
     if args.ngrok {
         tracing::warn!("ngrok is not supported by this router; ignoring --ngrok");
     }
-    let tokenizer = load_tokenizer(&args);
+    let (tokenizer, chat_template) = model_files::load_tokenizer_and_template(&args)?;
     if tokenizer.is_none() {
         tracing::warn!(
             "Could not find a fast tokenizer implementation for {}",
@@ -195,11 +135,6 @@ pub async fn run(args: Args) -> Result<(), RouterError> {
         );
         tracing::warn!("Rust input length validation and truncation is disabled");
     }
-    let tokenizer_config = load_tokenizer_config(&args);
-    let chat_template: Option<ChatTemplate> = match &tokenizer_config {
-        Some(cfg) => chat_template::from_tokenizer_config(cfg)?,
-        None => None,
-    };
 
     tracing::info!("Connecting to the shards at {}", args.master_shard_uds_path);
     let client = ShardedClient::connect_uds(&args.master_shard_uds_path)
@@ -233,7 +168,8 @@ pub async fn run(args: Args) -> Result<(), RouterError> {
             max_prefill_tokens: args.max_batch_prefill_tokens,
             max_total_tokens: args.max_total_tokens.map(|v| v as u32),
             max_batch_size: args.max_batch_size,
-            model_max_input: model_max_positions(&args.tokenizer_name).map(|p| p.saturating_sub(1)),
+            model_max_input: model_files::model_max_positions(&args.tokenizer_name)
+                .map(|p| p.saturating_sub(1)),
         })
         .await
         .map_err(|e| RouterError::Warmup(e.to_string()))?;
