@@ -115,7 +115,11 @@ pub async fn post_sse_with(
 pub async fn post_sse(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Vec<Value>) {
     let out = post_sse_with(c, url, body, |_| {}).await;
     assert!(out.transport_error.is_none(), "{out:?}");
-    assert!(out.trailing.is_empty(), "trailing bytes: {:?}", out.trailing);
+    assert!(
+        out.trailing.is_empty(),
+        "trailing bytes: {:?}",
+        out.trailing
+    );
     let events = out
         .events
         .iter()

@@ -73,8 +73,7 @@ pub fn default_model() -> Option<PathBuf> {
     let path = std::env::var_os("TGI_DEFAULT_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
         });
     if path.is_file() {
         return Some(path);
@@ -88,6 +87,11 @@ pub fn default_model() -> Option<PathBuf> {
     }
     eprintln!("SKIPPED: {msg}");
     None
+}
+
+fn flag_value(args: &[&str], flag: &str) -> Option<u16> {
+    let i = args.iter().position(|a| *a == flag)?;
+    args.get(i + 1)?.parse().ok()
 }
 
 /// A running launcher, SIGKILLed on drop (its children follow through their death signal).
@@ -106,11 +110,13 @@ pub struct Launcher {
 impl Launcher {
     /// Starts the launcher with `args` plus private ports and socket paths.
     pub fn start(args: &[&str]) -> Launcher {
-        Self::start_with(args, |_| {})
+        Self::start_with(args, |_, _| {})
     }
 
-    /// As `start`, with a hook to adjust the command (env, …).
-    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Launcher {
+    /// As `start`, with a hook to adjust the command (env, …) that also gets the socket base.
+    /// `--hostname`, `--port`, `--prometheus-port`, `--master-port` and `--shard-uds-path` are
+    /// added unless `args` has them.
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command, &Path)) -> Launcher {
         let dir = tempfile::Builder::new()
             .prefix("tgi-it-")
             .tempdir()
@@ -120,25 +126,38 @@ impl Launcher {
         let master_port = free_port();
         let uds_base = dir.path().join("tgi");
         let mut cmd = Command::new(bin_dir().join(LAUNCHER));
-        cmd.args(["--hostname", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
-            .args(["--prometheus-port", &prometheus_port.to_string()])
-            .args(["--master-port", &master_port.to_string()])
-            .arg("--shard-uds-path")
-            .arg(&uds_base)
-            .args(args)
+        let uds = uds_base.to_string_lossy().into_owned();
+        for (flag, value) in [
+            ("--hostname", "127.0.0.1".to_string()),
+            ("--port", port.to_string()),
+            ("--prometheus-port", prometheus_port.to_string()),
+            ("--master-port", master_port.to_string()),
+            ("--shard-uds-path", uds),
+        ] {
+            if !args.contains(&flag) {
+                cmd.args([flag, &value]);
+            }
+        }
+        let port = flag_value(args, "--port").unwrap_or(port);
+        cmd.args(args)
             .env("LOG_LEVEL", "info")
             .env_remove("HOSTNAME")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        adjust(&mut cmd);
+        adjust(&mut cmd, &uds_base);
         let mut child = cmd.spawn().expect("spawn the launcher");
         let output = Arc::new(Mutex::new(String::new()));
         let verbose = std::env::var_os("TGI_TEST_VERBOSE").is_some();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -235,25 +254,47 @@ impl Launcher {
         kill(Pid::from_raw(self.pid() as i32), signal).expect("signal the launcher");
     }
 
-    /// Socket files `<base>-*` that exist now.
+    /// Shard sockets `<base>-<rank>` that exist now.
     pub fn sockets(&self) -> Vec<PathBuf> {
-        let name = self
-            .uds_base
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let prefix = format!(
+            "{}-",
+            self.uds_base
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
         std::fs::read_dir(self.dir.path())
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .map(|e| e.path())
                     .filter(|p| {
                         p.file_name()
-                            .map(|n| n.to_string_lossy().starts_with(&format!("{name}-")))
-                            .unwrap_or(false)
+                            .and_then(|n| n.to_str()?.strip_prefix(&prefix).map(str::to_string))
+                            .is_some_and(|rank| {
+                                !rank.is_empty() && rank.chars().all(|c| c.is_ascii_digit())
+                            })
                     })
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Every Unix socket anywhere under the private directory (shard sockets and the shards'
+    /// rendezvous sockets).
+    pub fn all_sockets(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            use std::os::unix::fs::FileTypeExt;
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path(), out),
+                    Ok(t) if t.is_socket() => out.push(e.path()),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), &mut out);
+        out
     }
 
     /// After the launcher exited: no process it started is alive (by pid and start time, and
@@ -275,8 +316,9 @@ impl Launcher {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(
-            self.sockets().is_empty(),
-            "sockets left behind: {:?}",
+            self.all_sockets().is_empty() && self.sockets().is_empty(),
+            "sockets left behind: {:?} {:?}",
+            self.all_sockets(),
             self.sockets()
         );
     }

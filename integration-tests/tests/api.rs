@@ -17,7 +17,9 @@ async fn exercise_api(l: &Launcher, expect_model: &str, max_new: u64) {
     assert_eq!(status, 200);
     assert_eq!(info["router"], "text-generation-router");
     assert_eq!(info["model_id"], expect_model);
-    assert!(info["max_input_tokens"].as_u64().unwrap() < info["max_total_tokens"].as_u64().unwrap());
+    assert!(
+        info["max_input_tokens"].as_u64().unwrap() < info["max_total_tokens"].as_u64().unwrap()
+    );
     assert_eq!(info["max_concurrent_requests"], 128);
 
     let req = json!({"inputs": "Hello there", "parameters": {"max_new_tokens": max_new, "details": true}});
@@ -36,7 +38,10 @@ async fn exercise_api(l: &Launcher, expect_model: &str, max_new: u64) {
     }
     let last = events.last().unwrap();
     assert_eq!(last["generated_text"], g["generated_text"]);
-    assert_eq!(last["details"]["finish_reason"], g["details"]["finish_reason"]);
+    assert_eq!(
+        last["details"]["finish_reason"],
+        g["details"]["finish_reason"]
+    );
 
     let chat = json!({"model": "tgi", "messages": [{"role": "user", "content": "Say hi"}],
         "max_tokens": max_new, "temperature": 0.0});
@@ -58,7 +63,10 @@ async fn exercise_api(l: &Launcher, expect_model: &str, max_new: u64) {
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
     if cr["choices"][0]["finish_reason"] == "length" {
-        assert_eq!(streamed, cr["choices"][0]["message"]["content"].as_str().unwrap());
+        assert_eq!(
+            streamed,
+            cr["choices"][0]["message"]["content"].as_str().unwrap()
+        );
     }
 }
 
@@ -66,8 +74,12 @@ async fn exercise_api(l: &Launcher, expect_model: &str, max_new: u64) {
 fn stop_cleanly(mut l: Launcher) {
     let children = procs::descendants(l.pid());
     assert!(
-        children.iter().any(|p| p.cmdline.contains("text-generation-shard"))
-            && children.iter().any(|p| p.cmdline.contains("text-generation-router")),
+        children
+            .iter()
+            .any(|p| p.cmdline.contains("text-generation-shard"))
+            && children
+                .iter()
+                .any(|p| p.cmdline.contains("text-generation-router")),
         "expected a shard and a router under the launcher: {children:?}"
     );
     assert_eq!(l.sockets().len(), 1, "{:?}", l.sockets());
@@ -92,7 +104,9 @@ async fn tiny_model_api_end_to_end() {
     .await
     .unwrap();
     exercise_api(&l, &model_str, 8).await;
-    tokio::task::spawn_blocking(move || stop_cleanly(l)).await.unwrap();
+    tokio::task::spawn_blocking(move || stop_cleanly(l))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +115,7 @@ async fn default_model_api_end_to_end() {
         return;
     };
     // No --model-id: the launcher must find the default model by itself.
-    let mut l = Launcher::start_with(&[], |cmd| {
+    let mut l = Launcher::start_with(&[], |cmd, _| {
         cmd.env("TGI_DEFAULT_MODEL", &model).env_remove("MODEL_ID");
     });
     let l = tokio::task::spawn_blocking(move || {
@@ -111,5 +125,7 @@ async fn default_model_api_end_to_end() {
     .await
     .unwrap();
     exercise_api(&l, model.to_str().unwrap(), 6).await;
-    tokio::task::spawn_blocking(move || stop_cleanly(l)).await.unwrap();
+    tokio::task::spawn_blocking(move || stop_cleanly(l))
+        .await
+        .unwrap();
 }
