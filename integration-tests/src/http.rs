@@ -19,6 +19,28 @@ pub fn get_status_blocking(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// `POST path` with a JSON body on loopback `port` (HTTP/1.0, blocking); status and parsed body.
+pub fn post_json_blocking(port: u16, path: &str, body: &Value) -> Option<(u16, Value)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
+    let body = body.to_string();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    let (_, payload) = response.split_once("\r\n\r\n")?;
+    Some((
+        status,
+        serde_json::from_str(payload).unwrap_or(Value::String(payload.into())),
+    ))
+}
+
 /// A client with a per-request timeout and no idle pool.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

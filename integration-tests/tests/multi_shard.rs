@@ -1,21 +1,15 @@
-//! `--num-shard 2`: one shard process per rank with RANK/WORLD_SIZE/MASTER_* set.
-//!
-//! Until tensor parallelism lands the shard refuses WORLD_SIZE > 1; this test then asserts the
-//! clean failure path (non-zero exit naming the shard and its error, nothing left). When the
-//! shard stops refusing, the same test requires a working 2-shard deployment instead.
+//! `--num-shard 2`: one shard process per rank (RANK/WORLD_SIZE/MASTER_* set), the router on
+//! rank 0's socket, answers through both ranks; and a rank killed mid-deployment tears
+//! everything down (no hang in a collective, nothing left).
 
 use integration_tests::{http, procs, tiny_model, Launcher};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// The shard's refusal while tensor parallelism is not built in.
-const REFUSAL: &str =
-    "tensor parallelism across shard processes is not available in this build yet";
-
-#[test]
-fn two_shards_start_or_fail_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
+fn start_two_shards(dir: &std::path::Path) -> Launcher {
+    let model = tiny_model(dir);
     let mut l = Launcher::start(&[
         "--model-id",
         model.to_str().unwrap(),
@@ -24,58 +18,78 @@ fn two_shards_start_or_fail_cleanly() {
         "--max-batch-total-tokens",
         "4096",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut seen = Vec::new();
-    loop {
-        for p in procs::descendants(l.pid()) {
-            if !seen.iter().any(|s: &procs::ProcInfo| s.pid == p.pid) {
-                seen.push(p);
-            }
-        }
-        if let Some(status) = l.try_status() {
-            std::thread::sleep(Duration::from_millis(200));
-            let out = l.output();
-            assert!(
-                out.contains(REFUSAL),
-                "the 2-shard deployment failed for another reason ({status}):\n{out}"
-            );
-            assert!(!status.success());
-            assert!(
-                out.contains("Shard 0 failed to start") || out.contains("Shard 1 failed to start"),
-                "{out}"
-            );
-            assert!(out.contains("WORLD_SIZE 2"), "{out}");
-            // Both ranks were started before the failure.
-            assert!(
-                out.contains("Starting shard rank=1") || out.contains("rank=1"),
-                "{out}"
-            );
-            l.assert_nothing_left(&seen);
-            return;
-        }
-        if http::get_status_blocking(l.port, "/health") == Some(200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "neither ready nor failed:\n{}",
-            l.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Tensor parallelism is in: two shard processes serve one model.
-    let children = procs::descendants(l.pid());
-    let shards = children
+    l.wait_ready(Duration::from_secs(180));
+    l
+}
+
+fn shards_of(children: &[procs::ProcInfo]) -> Vec<procs::ProcInfo> {
+    children
         .iter()
         .filter(|p| p.cmdline.contains("text-generation-shard"))
-        .count();
-    assert_eq!(shards, 2, "{children:?}");
-    assert_eq!(l.sockets().len(), 2);
-    assert_eq!(http::get_status_blocking(l.port, "/info"), Some(200));
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn two_shards_serve_and_stop_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = start_two_shards(dir.path());
+    let children = procs::descendants(l.pid());
+    let shards = shards_of(&children);
+    assert_eq!(shards.len(), 2, "{children:?}");
+    for s in &shards {
+        assert!(s.cmdline.contains("--sharded"), "{}", s.cmdline);
+        let env = std::fs::read(format!("/proc/{}/environ", s.pid)).unwrap_or_default();
+        let env = String::from_utf8_lossy(&env);
+        assert!(env.split('\0').any(|v| v == "WORLD_SIZE=2"), "{env}");
+        assert!(env.split('\0').any(|v| v.starts_with("MASTER_PORT=")));
+    }
+    assert_eq!(l.sockets().len(), 2, "{:?}", l.sockets());
+    let (status, g) = http::post_json_blocking(
+        l.port,
+        "/generate",
+        &json!({"inputs": "Hello there", "parameters": {"max_new_tokens": 8, "details": true}}),
+    )
+    .expect("generate answered");
+    assert_eq!(status, 200, "{g}");
+    assert!(g["details"]["generated_tokens"].as_u64().unwrap() >= 1);
     l.signal(Signal::SIGTERM);
     let status = l
         .wait_exit(Duration::from_secs(30))
         .expect("launcher exits");
     assert!(status.success(), "{}", l.output());
+    l.assert_nothing_left(&children);
+}
+
+#[test]
+fn rank_killed_tears_two_shards_down_within_2s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = start_two_shards(dir.path());
+    let children = procs::descendants(l.pid());
+    let rank1 = shards_of(&children)
+        .into_iter()
+        .find(|s| {
+            let env = std::fs::read(format!("/proc/{}/environ", s.pid)).unwrap_or_default();
+            String::from_utf8_lossy(&env)
+                .split('\0')
+                .any(|v| v == "RANK=1")
+        })
+        .expect("rank 1 process");
+    kill(Pid::from_raw(rank1.pid as i32), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let status = l.wait_exit(Duration::from_secs(2)).unwrap_or_else(|| {
+        panic!(
+            "launcher still running 2 s after rank 1 died:\n{}",
+            l.output()
+        )
+    });
+    assert!(killed.elapsed() < Duration::from_secs(2));
+    assert!(!status.success());
+    assert!(
+        l.output()
+            .contains("Shard 1 crashed (killed by signal 9 (SIGKILL))"),
+        "{}",
+        l.output()
+    );
     l.assert_nothing_left(&children);
 }

@@ -170,6 +170,30 @@ pub fn spawn(program: &Path, spec: &ShardSpec, base: &str) -> Result<Supervised,
     )
 }
 
+/// The shards' CPU-communicator rendezvous directory (`<base>-comm`, holding
+/// `rank-<r>.sock`): part of the launcher/shard contract so that a rank killed hard leaves
+/// nothing behind either.
+pub fn rendezvous_dir(base: &str) -> PathBuf {
+    PathBuf::from(format!("{base}-comm"))
+}
+
+/// Removes every socket of a deployment of `num_shard` ranks: `<base>-<rank>` and the
+/// rendezvous sockets (the directory too once empty).
+pub fn remove_all_sockets(base: &str, num_shard: usize) -> Result<(), LauncherError> {
+    for rank in 0..num_shard {
+        remove_socket(&socket_path(base, rank))?;
+    }
+    let dir = rendezvous_dir(base);
+    if dir.is_dir() {
+        for rank in 0..num_shard {
+            remove_socket(&dir.join(format!("rank-{rank}.sock")))?;
+        }
+        // Only when empty: never delete what is not ours.
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(())
+}
+
 /// Deletes `socket` if it exists.
 pub fn remove_socket(socket: &Path) -> Result<(), LauncherError> {
     match std::fs::remove_file(socket) {
@@ -304,5 +328,16 @@ mod tests {
         assert_eq!(env_of(&s, "MAX_BATCH_SIZE"), Some("8"));
         assert_eq!(env_of(&s, "WATERMARK_GAMMA"), Some("0.4"));
         assert_eq!(socket_path("/tmp/x", 3), PathBuf::from("/tmp/x-3"));
+    }
+
+    #[test]
+    fn removes_shard_and_rendezvous_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("tgi").to_string_lossy().into_owned();
+        std::fs::write(socket_path(&base, 0), "").unwrap();
+        std::fs::create_dir(rendezvous_dir(&base)).unwrap();
+        std::fs::write(rendezvous_dir(&base).join("rank-1.sock"), "").unwrap();
+        remove_all_sockets(&base, 2).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -47,6 +47,7 @@ struct Deployment {
     shards: Vec<Supervised>,
     router: Option<Supervised>,
     base: String,
+    num_shard: usize,
     grace: Duration,
 }
 
@@ -71,11 +72,8 @@ impl Deployment {
     }
 
     fn remove_sockets(&self) {
-        for rank in 0..self.shards.len() {
-            let socket = shard::socket_path(&self.base, rank);
-            if let Err(e) = shard::remove_socket(&socket) {
-                tracing::warn!("{e}");
-            }
+        if let Err(e) = shard::remove_all_sockets(&self.base, self.num_shard) {
+            tracing::warn!("{e}");
         }
     }
 }
@@ -98,6 +96,7 @@ pub fn run(args: &Args, derived: &Derived) -> Result<(), LauncherError> {
         shards: Vec::with_capacity(derived.num_shard),
         router: None,
         base: args.shard_uds_path.clone(),
+        num_shard: derived.num_shard,
         grace: Duration::from_secs(args.graceful_termination_timeout),
     };
     let env = |k: &str| std::env::var(k).ok();
