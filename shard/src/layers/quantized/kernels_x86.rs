@@ -4,7 +4,8 @@
 //! consecutive values of each row, the activation vector the same 4 values broadcast, so one
 //! `u8 × i8` dot-product instruction (`vpmaddubsw` + `vpmaddwd`, or VNNI's `vpdpbusd`) adds
 //! 4 products to every row at once and no horizontal reduction is ever needed. Weights are
-//! unpacked once per block and reused from registers for a tile of up to [`TILE`] tokens.
+//! unpacked once per block and reused from registers for a tile of up to 4 tokens (8 with
+//! AVX-512's 32 registers).
 
 use super::activation::QuantizedActivations;
 use super::matmul::OutRows;
@@ -12,8 +13,16 @@ use super::packed::{PackedWeights, GROUP_ROWS, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-/// Most tokens computed per read of a weight block.
-const TILE: usize = 4;
+/// The next token tile: the largest power of two up to `max_tile` that fits the tokens left.
+#[inline(always)]
+fn tile_len(left: usize, max_tile: usize) -> usize {
+    match left.min(max_tile) {
+        8.. => 8,
+        4..=7 => 4,
+        2..=3 => 2,
+        _ => 1,
+    }
+}
 
 /// Broadcasts activation values `4c .. 4c + 4` of a block (`*const i8`) to all 32-bit lanes.
 macro_rules! bcast4 {
@@ -79,7 +88,7 @@ macro_rules! q8_isum_vnni {
 
 /// Generates `q4` and `q8` group kernels compiled for one instruction set.
 macro_rules! x86_kernels {
-    ($(#[$doc:meta])* $name:ident, $features:literal, $q4:ident, $q8:ident) => {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $max_tile:literal, $q4:ident, $q8:ident) => {
         $(#[$doc])*
         pub(super) mod $name {
             use super::*;
@@ -94,14 +103,14 @@ macro_rules! x86_kernels {
                 for g in groups {
                     let mut t0 = 0;
                     while t0 < act.tokens {
-                        let n = (act.tokens - t0).min(TILE);
+                        let n = tile_len(act.tokens - t0, $max_tile);
                         // SAFETY: same features and contract as this function.
                         unsafe {
                             match n {
                                 1 => q4_tile::<1>(w, act, g, t0, out),
                                 2 => q4_tile::<2>(w, act, g, t0, out),
-                                3 => q4_tile::<3>(w, act, g, t0, out),
-                                _ => q4_tile::<TILE>(w, act, g, t0, out),
+                                4 => q4_tile::<4>(w, act, g, t0, out),
+                                _ => q4_tile::<8>(w, act, g, t0, out),
                             }
                         }
                         t0 += n;
@@ -118,14 +127,14 @@ macro_rules! x86_kernels {
                 for g in groups {
                     let mut t0 = 0;
                     while t0 < act.tokens {
-                        let n = (act.tokens - t0).min(TILE);
+                        let n = tile_len(act.tokens - t0, $max_tile);
                         // SAFETY: same features and contract as this function.
                         unsafe {
                             match n {
                                 1 => q8_tile::<1>(w, act, g, t0, out),
                                 2 => q8_tile::<2>(w, act, g, t0, out),
-                                3 => q8_tile::<3>(w, act, g, t0, out),
-                                _ => q8_tile::<TILE>(w, act, g, t0, out),
+                                4 => q8_tile::<4>(w, act, g, t0, out),
+                                _ => q8_tile::<8>(w, act, g, t0, out),
                             }
                         }
                         t0 += n;
@@ -253,6 +262,7 @@ x86_kernels!(
     /// AVX2 + FMA + F16C (x86-64-v3): `vpmaddubsw` / `vpmaddwd`.
     avx2,
     "avx2,fma,f16c",
+    4,
     q4_isum_avx2,
     q8_isum_avx2
 );
@@ -261,6 +271,7 @@ x86_kernels!(
     /// AVX-VNNI (VEX-encoded `vpdpbusd`, e.g. Alder Lake, Zen 4/5).
     avxvnni,
     "avx2,fma,f16c,avxvnni",
+    4,
     q4_isum_avxvnni,
     q8_isum_avxvnni
 );
@@ -270,6 +281,7 @@ x86_kernels!(
     /// also gives the compiler 32 vector registers.
     avx512vnni,
     "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
+    8,
     q4_isum_avx512vnni,
     q8_isum_avx512vnni
 );

@@ -62,9 +62,10 @@ impl Drop for WaitOnDrop<'_> {
             .min(self.0.total);
         let mut spins = 0u32;
         while self.0.done.load(Ordering::Acquire) < claimed {
-            // A helper holds at most one chunk (microseconds); yield only if it was descheduled.
+            // A helper holds at most one chunk (about a microsecond); yield only if it seems
+            // to have been descheduled.
             spins += 1;
-            if spins < 1 << 14 {
+            if spins < 1 << 10 {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
