@@ -101,16 +101,43 @@ pub fn spawn(program: &Path, args: &Args, derived: &Derived) -> Result<Supervise
         cmd.env("HF_TOKEN", token);
     }
     if std::env::var_os("COMPUTE_TYPE").is_none() {
-        cmd.env("COMPUTE_TYPE", format!("{}-cpu", derived.num_shard));
+        cmd.env("COMPUTE_TYPE", compute_type(derived.num_shard, gpu_name()));
     }
     tracing::info!("Starting Webserver");
     Supervised::spawn("webserver", cmd, logging::router_handler())
+}
+
+/// TGI's `x-compute-type`: `{num_shard}-{gpu name}` (e.g. `1-nvidia-a10g`), `-cpu` without one.
+pub fn compute_type(num_shard: usize, gpu: Option<String>) -> String {
+    let device = gpu
+        .map(|g| g.trim().to_lowercase().replace(' ', "-"))
+        .filter(|g| !g.is_empty())
+        .unwrap_or_else(|| "cpu".into());
+    format!("{num_shard}-{device}")
+}
+
+fn gpu_name() -> Option<String> {
+    let out = Command::new("nvidia-smi")
+        .args(["--query-gpu=gpu_name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn compute_type_like_tgi() {
+        assert_eq!(compute_type(1, Some("NVIDIA A10G".into())), "1-nvidia-a10g");
+        assert_eq!(compute_type(2, None), "2-cpu");
+    }
 
     #[test]
     fn tgi_router_arguments() {
