@@ -8,22 +8,22 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 
 /// Everything a call can fail with.
 ///
-/// Server-side variants carry TGI's `error` text (e.g. `Input validation error: ...`) and its
-/// `error_type` string (`validation`, `overloaded`, `generation`, ...), so callers can both show
-/// the message and branch on the kind.
+/// Server-side variants carry TGI's `error` text (e.g. `Input validation error: ...`, shown as
+/// is) and its `error_type` string (`validation`, `overloaded`, `generation`, ...), so callers
+/// can both show the message and branch on the kind.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// 422: the request was rejected (validation, template, tool or batch-size errors).
-    #[error("validation error ({error_type}): {message}")]
+    #[error("{message}")]
     Validation { message: String, error_type: String },
     /// 424: the model failed while generating.
-    #[error("generation error: {message}")]
+    #[error("{message}")]
     Generation { message: String, error_type: String },
     /// 429: every concurrent-request slot is taken; retry later.
-    #[error("model is overloaded: {message}")]
+    #[error("{message}")]
     Overloaded { message: String, error_type: String },
     /// 500 with `incomplete_generation*`: the backend stream ended early.
-    #[error("incomplete generation: {message}")]
+    #[error("{message}")]
     Incomplete { message: String, error_type: String },
     /// 503: the server reports itself unhealthy (or is not ready yet).
     #[error("server unavailable: {message}")]
@@ -36,7 +36,7 @@ pub enum ClientError {
     PayloadTooLarge { message: String },
     /// Any other non-success status (including 500s of other kinds, and axum's plain-text
     /// 400/415/422 for malformed bodies).
-    #[error("HTTP {status} ({error_type}): {message}")]
+    #[error("HTTP {status}: {message}")]
     Http {
         status: u16,
         message: String,
