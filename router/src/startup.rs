@@ -257,6 +257,9 @@ pub async fn run(args: Args) -> Result<(), RouterError> {
     let prometheus_addr = listen_addr(&args.hostname, args.prometheus_port);
     match tokio::net::TcpListener::bind(prometheus_addr).await {
         Ok(listener) => {
+            if let Ok(local) = listener.local_addr() {
+                tracing::info!("Prometheus metrics on {local}");
+            }
             let app = http::metrics::prometheus_app(handle);
             tokio::spawn(async move {
                 if let Err(err) = axum::serve(listener, app).await {
@@ -271,7 +274,8 @@ pub async fn run(args: Args) -> Result<(), RouterError> {
         .await
         .map_err(|e| RouterError::Webserver(format!("cannot bind {addr}: {e}")))?;
     tracing::info!("Connected");
-    tracing::info!("Listening on {addr}");
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!("Listening on {local}");
     http::server::serve(listener, app).await
 }
 

@@ -331,7 +331,7 @@ async fn hundred_cancelled_streams_return_to_idle() {
     let runs = (0..100).map(|i| {
         let (c, url) = (c.clone(), url.clone());
         tokio::spawn(async move {
-            let r = c.post(&url).json(&json!({"inputs": format!("cancel {i}"), "parameters": {"max_new_tokens": 200}})).send().await.unwrap();
+            let r = c.post(&url).json(&json!({"inputs": format!("cancel {i}"), "parameters": {"max_new_tokens": 400}})).send().await.unwrap();
             let mut stream = futures::StreamExt::boxed(r.bytes_stream());
             let _ = futures::StreamExt::next(&mut stream).await;
         })

@@ -10,14 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free localhost TCP port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// Writes the tiny Llama test model (tokenizer, ChatML template, weights) into `dir`.
 pub fn write_tiny_model(dir: &Path) -> PathBuf {
     let model = dir.join("llama");
@@ -45,41 +37,71 @@ impl Drop for RouterProcess {
 }
 
 impl RouterProcess {
-    /// Starts the router against `master_socket`; returns once the HTTP port accepts.
+    /// Starts the router against `master_socket` on ports the OS picks (no races between
+    /// parallel tests); returns once it logs that it listens, i.e. once warmup is done.
     pub async fn start(master_socket: &Path, tokenizer: &Path, extra: &[&str]) -> RouterProcess {
-        let port = free_port();
-        let prometheus_port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_text-generation-router"))
             .arg("--master-shard-uds-path")
             .arg(master_socket)
             .arg("--tokenizer-name")
             .arg(tokenizer)
-            .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--prometheus-port", &prometheus_port.to_string()])
+            .args([
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--prometheus-port",
+                "0",
+                "--json-output",
+            ])
             .args(extra)
-            .env("LOG_LEVEL", "warn")
-            .stdout(Stdio::inherit())
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn router");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
+        let stdout = child.stdout.take().expect("router stdout");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, u16)>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let message = v["message"].as_str().unwrap_or_default();
+                if v["level"] == "ERROR" || v["level"] == "WARN" {
+                    eprintln!("router: {message}");
+                }
+                for prefix in ["Listening on ", "Prometheus metrics on "] {
+                    if let Some(addr) = message.strip_prefix(prefix) {
+                        if let Some(port) = addr.rsplit(':').next().and_then(|p| p.parse().ok()) {
+                            let _ = tx.send((prefix.to_string(), port));
+                        }
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let (mut port, mut prometheus_port) = (None, None);
+        while port.is_none() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("router exited during startup: {status}");
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
+            assert!(Instant::now() < deadline, "router did not start listening");
+            match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+                Ok(Some((kind, p))) if kind.starts_with("Listening") => port = Some(p),
+                Ok(Some((_, p))) => prometheus_port = Some(p),
+                _ => {}
             }
-            assert!(Instant::now() < deadline, "router did not open its port");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let port = port.unwrap_or_default();
         RouterProcess {
             child,
             port,
-            prometheus_port,
+            prometheus_port: prometheus_port.unwrap_or_default(),
             base: format!("http://127.0.0.1:{port}"),
         }
     }
