@@ -66,8 +66,25 @@ impl CpuCommunicator {
         rendezvous: &Path,
         timeout: Duration,
     ) -> Result<Self> {
-        let streams = rendezvous::connect_mesh(rank, world_size, rendezvous, timeout)?;
-        let mesh = Mesh::new(rank, streams, Self::DEFAULT_IO_TIMEOUT)?;
+        Self::connect_proposing(
+            rank,
+            world_size,
+            rendezvous,
+            timeout,
+            transport::chunk_size(),
+        )
+    }
+
+    /// [`Self::connect`] proposing `chunk` bytes as the round size.
+    fn connect_proposing(
+        rank: usize,
+        world_size: usize,
+        rendezvous: &Path,
+        timeout: Duration,
+        chunk: usize,
+    ) -> Result<Self> {
+        let mesh = rendezvous::connect_mesh(rank, world_size, rendezvous, timeout, chunk)?;
+        let mesh = Mesh::new(rank, mesh.streams, mesh.chunk, Self::DEFAULT_IO_TIMEOUT)?;
         tracing::debug!(rank, world_size, dir = %rendezvous.display(), "CPU communicator connected");
         Ok(CpuCommunicator {
             rank,

@@ -146,6 +146,40 @@ fn all_reduce_of_payloads_larger_than_a_round_does_not_deadlock() {
 }
 
 #[test]
+fn ranks_agree_on_the_smallest_round_size() {
+    // Rank r proposes 4 KiB << r: rank 0's 4 KiB must win everywhere, or the ranks would cut
+    // the 1 MiB payload into different rounds and desynchronise.
+    let dims = [256, 1024];
+    let world = 3;
+    let expected = rank_order_sum(world, &dims, DType::F32);
+    let dir = tempfile::tempdir().unwrap();
+    let got = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..world)
+            .map(|rank| {
+                let path = dir.path();
+                s.spawn(move || {
+                    let c = CpuCommunicator::connect_proposing(
+                        rank,
+                        world,
+                        path,
+                        CONNECT,
+                        4096 << rank,
+                    )
+                    .unwrap();
+                    assert_eq!(c.lock().unwrap().chunk(), 4096, "rank {rank}");
+                    bits(&c.all_reduce_sum(&input(rank, &dims, DType::F32)).unwrap())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(got.iter().all(|g| g == &expected));
+}
+
+#[test]
 fn all_reduce_accepts_non_contiguous_input() {
     let got = with_ranks(3, |c| {
         let x = input(c.rank(), &[6, 4], DType::F32).t().unwrap();

@@ -40,14 +40,15 @@ pub(super) struct Mesh {
 }
 
 impl Mesh {
-    /// Wraps the rendezvous' streams; `io_timeout` bounds every read and write.
+    /// Wraps the rendezvous' streams; rounds carry at most `chunk` bytes (the same on every
+    /// rank) and `io_timeout` bounds every read and write.
     pub fn new(
         rank: usize,
         streams: Vec<Option<UnixStream>>,
+        chunk: usize,
         io_timeout: Duration,
     ) -> Result<Self> {
         let world = streams.len();
-        let chunk = chunk_size();
         let peers = streams
             .into_iter()
             .map(|s| s.map(|s| BufReader::with_capacity(HEADER_LEN + chunk, s)))
@@ -96,6 +97,12 @@ impl Mesh {
     /// Number of ranks.
     pub fn world(&self) -> usize {
         self.world
+    }
+
+    /// Round size in bytes.
+    #[cfg(test)]
+    pub fn chunk(&self) -> usize {
+        self.chunk
     }
 
     /// Starts a collective: fails at once after an earlier failure, otherwise returns its
@@ -217,9 +224,10 @@ impl Mesh {
     }
 }
 
-/// Half the socket send buffer holds two rounds with room for the kernel's per-packet
-/// overhead; clamped to 4-64 KiB and a multiple of 64 so it splits into whole elements.
-fn chunk_size() -> usize {
+/// This machine's round size: half the socket send buffer holds two rounds with room for the
+/// kernel's per-packet overhead; clamped to 4-64 KiB and a multiple of 64 so it splits into
+/// whole elements. Ranks agree on the smallest proposal at rendezvous.
+pub(super) fn chunk_size() -> usize {
     std::fs::read_to_string("/proc/sys/net/core/wmem_default")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
