@@ -25,8 +25,26 @@
 //!   too. Headers carry the collective's kind and sequence number, so ranks that call
 //!   different collectives get an error naming both, not garbage. After a failure every call
 //!   fails immediately: the launcher is expected to tear the shards down.
-//! - Large payloads (prefill) travel in lockstep rounds sized from the socket buffer (see
-//!   `transport.rs`), so all ranks can write before they read without deadlocking.
+//! - Large payloads (prefill) travel in lockstep rounds sized from the socket buffer and
+//!   agreed at rendezvous (see `transport.rs`), so all ranks can write before they read
+//!   without deadlocking.
+//!
+//! Collectives block the calling thread; each rank must issue the same collectives in the
+//! same order (the headers catch it when they do not).
+//!
+//! ```no_run
+//! use std::{path::Path, time::Duration};
+//! use text_generation_shard::parallel::{Communicator, CpuCommunicator};
+//!
+//! # fn main() -> text_generation_shard::Result<()> {
+//! // Shard `rank` of `world`, started with `--uds-path /tmp/text-generation-server`.
+//! let (rank, world) = (1, 2);
+//! let dir = CpuCommunicator::rendezvous_dir(Path::new("/tmp/text-generation-server"));
+//! let comm = CpuCommunicator::connect(rank, world, &dir, Duration::from_secs(60))?;
+//! let x = candle_core::Tensor::ones(576, candle_core::DType::F32, &candle_core::Device::Cpu)?;
+//! let sum = comm.all_reduce_sum(&x)?;
+//! # Ok(()) }
+//! ```
 
 mod collectives;
 mod rendezvous;
