@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// not given (CPU).
     #[arg(long, env = "KV_CACHE_MEMORY_FRACTION", default_value_t = 0.1)]
     pub kv_cache_memory_fraction: f64,
+    /// Fraction of the GPU's memory the shard may use (model + KV cache), TGI's
+    /// `--cuda-memory-fraction`; the KV cache takes what the model leaves (CUDA builds).
+    #[arg(long, env = "CUDA_MEMORY_FRACTION", default_value_t = 1.0)]
+    pub cuda_memory_fraction: f64,
     /// This shard's rank.
     #[arg(long, env = "RANK", default_value_t = 0)]
     pub rank: usize,

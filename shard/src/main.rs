@@ -96,13 +96,14 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
     let started = std::time::Instant::now();
     let opts = LoadOptions {
         dtype,
-        device: candle_core::Device::Cpu,
+        device: text_generation_shard::device::select_device(args.rank)?,
         comm: communicator(&args, world_size)?,
     };
     let loaded = load_model(&args.model_id, &opts)?;
     tracing::info!(model = %args.model_id.display(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
     let kv_budget = match args.max_batch_total_tokens {
         Some(n) => KvBudget::Tokens(n),
+        None if cfg!(feature = "cuda") => KvBudget::MemoryFraction(args.cuda_memory_fraction),
         None => KvBudget::MemoryFraction(args.kv_cache_memory_fraction),
     };
     let engine = Engine::new(

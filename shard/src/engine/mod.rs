@@ -13,7 +13,7 @@ pub use detokenize::IncrementalDecoder;
 pub use types::*;
 
 use crate::error::{Result, ShardError};
-use crate::kv::{BlockAllocator, CpuPagedCache, PagedAttention, BLOCK_SIZE};
+use crate::kv::{BlockAllocator, CpuPagedCache, PagedAttention, TensorPagedCache, BLOCK_SIZE};
 use crate::models::{DecoderModel, LoadedModel};
 use crate::sampling::NextTokenChooser;
 use crate::weights::tokenizer::TokenizerBundle;
@@ -97,12 +97,7 @@ impl Engine {
         };
         EngineInfo {
             dtype: dtype.to_string(),
-            device_type: if self.model.device().is_cuda() {
-                "cuda"
-            } else {
-                "cpu"
-            }
-            .to_string(),
+            device_type: crate::device::device_type(self.model.device()).to_string(),
             window_size: self.model.config().sliding_window.map(|w| w as u32),
             block_size: BLOCK_SIZE as u32,
             support_chunking: true,
@@ -155,37 +150,65 @@ impl Engine {
         }
     }
 
-    fn kv_tokens(&self) -> usize {
+    fn kv_tokens(&self) -> Result<usize> {
         let cfg = self.model.config();
-        let per_token = CpuPagedCache::bytes_per_token(
-            cfg.num_layers,
-            cfg.num_kv_heads / self.world_size,
-            cfg.head_dim,
-        );
-        match self.config.kv_budget {
+        let kv_heads = cfg.num_kv_heads / self.world_size;
+        let device = self.model.device();
+        let per_token = if device.is_cpu() {
+            CpuPagedCache::bytes_per_token(cfg.num_layers, kv_heads, cfg.head_dim)
+        } else {
+            TensorPagedCache::bytes_per_token(
+                cfg.num_layers,
+                kv_heads,
+                cfg.head_dim,
+                self.model.dtype(),
+            )
+        };
+        Ok(match self.config.kv_budget {
             KvBudget::Tokens(n) => n,
-            KvBudget::MemoryFraction(f) => {
+            KvBudget::MemoryFraction(f) if device.is_cpu() => {
                 (available_memory_bytes() as f64 * f) as usize / per_token.max(1)
             }
-        }
+            KvBudget::MemoryFraction(f) => device_kv_bytes(device, f)? / per_token.max(1),
+        })
+    }
+
+    fn new_cache(&self, num_blocks: usize) -> Result<Box<dyn PagedAttention>> {
+        let cfg = self.model.config();
+        let kv_heads = cfg.num_kv_heads / self.world_size;
+        let device = self.model.device();
+        Ok(if device.is_cpu() {
+            Box::new(CpuPagedCache::new(
+                cfg.num_layers,
+                num_blocks,
+                kv_heads,
+                cfg.head_dim,
+            ))
+        } else {
+            Box::new(TensorPagedCache::new(
+                cfg.num_layers,
+                num_blocks,
+                kv_heads,
+                cfg.head_dim,
+                self.model.dtype(),
+                device,
+            )?)
+        })
     }
 
     /// Warmup RPC: sizes the KV cache, runs the warmup batch's prefill, reports limits.
     pub fn warmup(&mut self, params: WarmupParams) -> Result<WarmupResult> {
         self.clear_cache(None);
         let cfg = self.model.config().clone();
-        let num_blocks = self.kv_tokens().div_ceil(BLOCK_SIZE).max(2);
+        // Free the old cache first so a GPU's free memory is measured without it.
+        self.kv = None;
+        let num_blocks = self.kv_tokens()?.div_ceil(BLOCK_SIZE).max(2);
         let prefill_blocks: usize =
             params.max_prefill_tokens as usize / BLOCK_SIZE + params.batch.requests.len() + 1;
         if prefill_blocks > num_blocks {
             return Err(ShardError::WarmupTooLarge(params.max_prefill_tokens));
         }
-        self.kv = Some(Box::new(CpuPagedCache::new(
-            cfg.num_layers,
-            num_blocks,
-            cfg.num_kv_heads / self.world_size,
-            cfg.head_dim,
-        )));
+        self.kv = Some(self.new_cache(num_blocks)?);
         self.allocator = BlockAllocator::new(num_blocks);
         self.max_prefill_tokens = params.max_prefill_tokens.max(1) as usize;
         // Warmup only prefills, so reserve room for the prompts (+1 token), not for
@@ -402,6 +425,20 @@ impl Engine {
             concat_ns,
         })
     }
+}
+
+/// KV bytes on a GPU: `fraction` of its memory less what is in use, with 10% kept back for
+/// the activations of the largest prefill.
+#[cfg(feature = "cuda")]
+fn device_kv_bytes(device: &candle_core::Device, fraction: f64) -> Result<usize> {
+    Ok(crate::device::kv_budget_bytes_cuda(device, fraction as f32)? / 10 * 9)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn device_kv_bytes(device: &candle_core::Device, _fraction: f64) -> Result<usize> {
+    Err(ShardError::InvalidArgument(format!(
+        "no memory query for {device:?} in this build: pass --max-batch-total-tokens"
+    )))
 }
 
 /// `MemAvailable` from /proc/meminfo (4 GiB when unknown).
