@@ -5,6 +5,7 @@
 //! parallelism), `sampling/` (logits processors and token choice), `engine/` (batches,
 //! prefill/decode steps, stopping, detokenization), `server/` (the gRPC service).
 
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod kv;
