@@ -3,13 +3,14 @@
 use super::*;
 use crate::kv::CpuPagedCache;
 
-/// Heads, dtype and window of one test problem.
+/// Heads, dtype, window and device of one test problem.
 struct Case {
     h: usize,
     kvh: usize,
     d: usize,
     window: Option<usize>,
     dtype: DType,
+    device: Device,
 }
 
 const F32: Case = Case {
@@ -18,6 +19,7 @@ const F32: Case = Case {
     d: 16,
     window: None,
     dtype: DType::F32,
+    device: Device::Cpu,
 };
 
 /// One sequence's Q/K/V at every position of one layer, already rounded through the dtype.
@@ -101,7 +103,7 @@ fn run(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut cache = TensorPagedCache::new(layers, nb, kvh, d, c.dtype, &Device::Cpu)?;
+    let mut cache = TensorPagedCache::new(layers, nb, kvh, d, c.dtype, &c.device)?;
     (cache.score_budget, cache.max_copy_runs) = (budget, copy_runs);
     let mut cpu = CpuPagedCache::new(layers, nb, kvh, d);
     let mut done = vec![0; nseq];
@@ -139,7 +141,7 @@ fn run(
                 rows(&|s| &s.k, kvh)?,
                 rows(&|s| &s.v, kvh)?,
             );
-            let half = |t: &Tensor| t.to_dtype(c.dtype);
+            let half = |t: &Tensor| t.to_dtype(c.dtype)?.to_device(&c.device);
             let got = host(&cache.forward(l, &half(&q)?, &half(&k)?, &half(&v)?, &meta)?)?;
             let want_cpu = host(&cpu.forward(l, &q, &k, &v, &meta)?)?;
             for (i, &(_, s, p)) in toks.iter().enumerate() {
@@ -253,6 +255,54 @@ fn half_dtypes_stay_within_one_percent() -> Result<()> {
     Ok(())
 }
 
+/// Two prompts of 150 and 300 tokens, then two decode steps.
+const LLAMA_STEPS: &[&[(usize, usize)]] =
+    &[&[(0, 150), (1, 300)], &[(0, 1), (1, 1)], &[(1, 1), (0, 1)]];
+
+/// Llama-3-8B's head layout: 32 heads, 8 KV heads, head dim 128.
+fn llama(dtype: DType, device: Device) -> Case {
+    Case {
+        h: 32,
+        kvh: 8,
+        d: 128,
+        window: None,
+        dtype,
+        device,
+    }
+}
+
+/// Built with `--features cuda` and run on a GPU machine: the same checks on the device,
+/// plus a Llama-3-8B-shaped head layout (32 heads, 8 KV heads, head dim 128).
+#[test]
+#[cfg(feature = "cuda")]
+fn matches_on_the_gpu() -> Result<()> {
+    let device = crate::device::select_device(0)?;
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        let c = Case {
+            dtype,
+            device: device.clone(),
+            ..F32
+        };
+        check(&c, RAGGED, true, SCORE_BUDGET)?;
+        check(
+            &Case {
+                window: Some(7),
+                ..c
+            },
+            RAGGED,
+            false,
+            400,
+        )?;
+        check(
+            &llama(dtype, device.clone()),
+            LLAMA_STEPS,
+            false,
+            SCORE_BUDGET,
+        )?;
+    }
+    Ok(())
+}
+
 #[test]
 fn picks_copies_for_runs_and_scatter_for_scattered_slots() -> Result<()> {
     let cache = TensorPagedCache::new(1, 64, 2, 4, DType::F32, &Device::Cpu)?;
@@ -336,4 +386,14 @@ fn sizes_tokens_by_dtype() {
         131072
     );
     assert_eq!(TensorPagedCache::bytes_per_token(2, 1, 4, DType::F32), 64);
+}
+
+/// The GPU test's Llama-3-8B head layout on the CPU (slow in debug builds).
+#[test]
+#[ignore = "slow: f64 reference over 450 tokens of 32 heads"]
+fn matches_with_llama_shaped_heads() -> Result<()> {
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        check(&llama(dtype, Device::Cpu), LLAMA_STEPS, false, SCORE_BUDGET)?;
+    }
+    Ok(())
 }
