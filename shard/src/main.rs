@@ -31,7 +31,23 @@ fn init_logging(args: &ServeArgs) {
     }
 }
 
+/// Ask the kernel to SIGTERM this shard when its parent (the launcher) dies, so a launcher
+/// killed with SIGKILL leaves no orphan shard holding a GPU or a socket.
+fn die_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+}
+
 fn main() {
+    die_with_parent();
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;
     init_logging(&args);
