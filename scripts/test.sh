@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 ./scripts/fetch-default-model.sh
 cargo build --release --workspace --bins
 cargo test --release --workspace
+./scripts/lint-deploy.sh
