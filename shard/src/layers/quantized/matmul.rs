@@ -16,6 +16,9 @@ pub(super) type GroupsKernel =
 /// Weight bytes per chunk: small enough that a helper joining late still finds work, large
 /// enough that claiming a chunk (one contended atomic) is noise (32 KiB streams in ~1.5 µs).
 const CHUNK_BYTES: usize = 32 * 1024;
+/// Fewest row groups per chunk: 32 output floats (two cache lines) per token, so chunks run by
+/// different threads share an output cache line only at their ends.
+const MIN_CHUNK_GROUPS: usize = 4;
 /// Chunks below which a matmul runs on the calling thread alone (256 KiB of weights at one
 /// token: about 8 µs from memory, a few thread wake-ups).
 const MIN_PARALLEL_CHUNKS: usize = 8;
@@ -119,7 +122,8 @@ pub(super) unsafe fn run(
 
 /// Row groups per chunk: about [`CHUNK_BYTES`] of weights, scaled down as the tokens (and so
 /// the compute per weight byte) grow; a token tile of 4 counts like another weight read.
+/// Never below [`MIN_CHUNK_GROUPS`].
 fn groups_per_chunk(w: &PackedWeights, tokens: usize) -> usize {
     let cost = w.group_bytes() * tokens.div_ceil(4).max(1);
-    (CHUNK_BYTES / cost).max(1)
+    (CHUNK_BYTES / cost).max(MIN_CHUNK_GROUPS)
 }
