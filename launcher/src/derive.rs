@@ -5,6 +5,11 @@ use crate::args::{Args, Quantization};
 use crate::error::LauncherError;
 use std::path::{Path, PathBuf};
 
+/// Prefill budget when no GPU is visible. TGI's device-less fallback (4096) makes the shard's
+/// warmup prefill take minutes on a small CPU (5.5 min for the default model on 2 loaded
+/// cores, 12 s at 512); chunked prefill keeps longer prompts working.
+pub const CPU_PREFILL_TOKENS: u32 = 512;
+
 /// The launcher's decisions, computed once before anything is spawned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Derived {
@@ -113,7 +118,8 @@ pub fn derive(
         (Some(v), None) | (None, Some(v)) => Some(v),
         (None, None) => None,
     };
-    let num_shard = find_num_shards(args.sharded, args.num_shard, devices)?;
+    let devices = devices();
+    let num_shard = find_num_shards(args.sharded, args.num_shard, || devices)?;
     if args.quantize == Some(Quantization::Exl2) && num_shard > 1 {
         return Err(LauncherError::ArgumentValidation(
             "Sharding is currently not supported with `exl2` quantization".into(),
@@ -134,9 +140,14 @@ pub fn derive(
     let max_batch_prefill_tokens = match args.max_batch_prefill_tokens {
         Some(v) => v,
         None => {
-            // No GPU FLOPS estimate on CPU: TGI's fallback of 4096, capped by the context and,
-            // since on CPU it is the KV budget, by a user-given `--max-batch-total-tokens`.
-            let value = max_position_embeddings(&model).map_or(4096, |p| p.min(4096));
+            // No GPU FLOPS estimate here: TGI's fallback of 4096 (512 without a GPU), capped
+            // by the context and by a user-given `--max-batch-total-tokens` (the KV budget).
+            let fallback = if devices.unwrap_or(0) > 0 {
+                4096
+            } else {
+                CPU_PREFILL_TOKENS
+            };
+            let value = max_position_embeddings(&model).map_or(fallback, |p| p.min(fallback));
             let value = args.max_batch_total_tokens.map_or(value, |t| value.min(t));
             tracing::info!("Default `max_batch_prefill_tokens` to {value}");
             value
@@ -300,12 +311,14 @@ mod tests {
             r#"{"max_position_embeddings": 2048}"#,
         )
         .unwrap();
-        let d = derive(&args(&[]), dir.path().to_path_buf(), || None).unwrap();
+        let d = derive(&args(&[]), dir.path().to_path_buf(), || Some(1)).unwrap();
         assert_eq!(d.max_batch_prefill_tokens, 2048);
         assert_eq!(d.num_shard, 1);
-        assert_eq!(derive_cpu(&[]).unwrap().max_batch_prefill_tokens, 4096);
-        let small_kv = derive_cpu(&["--max-batch-total-tokens", "1000"]).unwrap();
-        assert_eq!(small_kv.max_batch_prefill_tokens, 1000);
+        let gpu = derive(&args(&[]), PathBuf::from("/nonexistent"), || Some(1)).unwrap();
+        assert_eq!(gpu.max_batch_prefill_tokens, 4096);
+        assert_eq!(derive_cpu(&[]).unwrap().max_batch_prefill_tokens, 512);
+        let small_kv = derive_cpu(&["--max-batch-total-tokens", "300"]).unwrap();
+        assert_eq!(small_kv.max_batch_prefill_tokens, 300);
     }
 
     #[test]
