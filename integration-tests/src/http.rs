@@ -146,8 +146,9 @@ pub async fn post_sse(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Vec
         .events
         .iter()
         .map(|e| {
-            if e == "[DONE]" {
-                Value::String(e.clone())
+            // OpenAI streams end with `data: [DONE]` (with a space, as TGI's axum writes it).
+            if e.trim_start() == "[DONE]" {
+                Value::String(e.trim_start().to_string())
             } else {
                 serde_json::from_str(e).unwrap_or_else(|err| panic!("{err}: {e}"))
             }
