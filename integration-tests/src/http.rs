@@ -120,6 +120,8 @@ pub async fn post_sse_with(
             let event = buffer[..end].to_string();
             buffer.drain(..end + 2);
             if let Some(data) = event.strip_prefix("data:") {
+                // SSE: one space after the colon is optional.
+                let data = data.strip_prefix(' ').unwrap_or(data);
                 on_event(data);
                 events.push(data.to_string());
             }

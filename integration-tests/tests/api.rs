@@ -50,7 +50,10 @@ async fn exercise_api(l: &Launcher, expect_model: &str, max_new: u64, chat: bool
     assert_eq!(status, 200, "{inv}");
     // As TGI's `/` compat route: an array, the prompt included by default.
     let full = inv[0]["generated_text"].as_str().unwrap_or_default();
-    assert!(full.ends_with(g["generated_text"].as_str().unwrap()), "{inv}");
+    assert!(
+        full.ends_with(g["generated_text"].as_str().unwrap()),
+        "{inv}"
+    );
 
     if !chat {
         return;
