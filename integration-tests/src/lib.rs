@@ -297,6 +297,25 @@ impl Launcher {
         out
     }
 
+    /// After the launcher exited: no process it started is alive.
+    pub fn assert_no_process_left(&self, children: &[procs::ProcInfo]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let marker = self.dir.path().to_string_lossy().into_owned();
+        loop {
+            let alive: Vec<_> = children.iter().filter(|c| c.is_alive()).collect();
+            let by_marker = procs::with_cmdline_containing(&marker);
+            if alive.is_empty() && by_marker.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processes left behind: {alive:?} {by_marker:?}\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// After the launcher exited: no process it started is alive (by pid and start time, and
     /// by the private path on every child's command line) and no socket is left.
     pub fn assert_nothing_left(&self, children: &[procs::ProcInfo]) {
@@ -305,12 +324,13 @@ impl Launcher {
         loop {
             let alive: Vec<_> = children.iter().filter(|c| c.is_alive()).collect();
             let by_marker = procs::with_cmdline_containing(&marker);
-            if alive.is_empty() && by_marker.is_empty() {
+            if alive.is_empty() && by_marker.is_empty() && self.all_sockets().is_empty() {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "processes left behind: {alive:?} {by_marker:?}\n{}",
+                "processes left behind: {alive:?} {by_marker:?}, sockets: {:?}\n{}",
+                self.all_sockets(),
                 self.output()
             );
             std::thread::sleep(Duration::from_millis(50));
