@@ -6,6 +6,4 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 ./scripts/fetch-default-model.sh
 cargo build --release --bins
-# On CPU a 1024-token prefill budget keeps warmup (a real forward of that size) to seconds.
-export MAX_BATCH_PREFILL_TOKENS="${MAX_BATCH_PREFILL_TOKENS:-1024}"
 exec ./target/release/text-generation-launcher --port "${PORT:-3000}" "$@"
