@@ -145,6 +145,9 @@ pub struct HfConfig {
     /// BOS id.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
+    /// Checkpoint dtype (`float16`, `bfloat16`, `float32`).
+    #[serde(default)]
+    pub torch_dtype: Option<String>,
 }
 
 fn default_eps() -> f64 {

@@ -77,15 +77,9 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         Architecture::Mistral => super::mistral::config(&hf)?,
         Architecture::Qwen2 => super::qwen2::config(&hf)?,
     };
-    let raw: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path.join("config.json")).unwrap_or_default())
-            .unwrap_or_default();
-    let dtype = opts.dtype.unwrap_or_else(|| {
-        default_dtype(
-            &opts.device,
-            raw.get("torch_dtype").and_then(|v| v.as_str()),
-        )
-    });
+    let dtype = opts
+        .dtype
+        .unwrap_or_else(|| default_dtype(&opts.device, hf.torch_dtype.as_deref()));
     let tokenizer = TokenizerBundle::from_hf_dir(path, hf.eos_token_ids())?;
     let weights = SafetensorsWeights::open(path)?;
     let model = DecoderModel::load(&weights, &config, &opts.comm, dtype, &opts.device)?;
