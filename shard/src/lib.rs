@@ -8,6 +8,8 @@
 pub mod device;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "cuda")]
+pub mod kernels;
 pub mod kv;
 pub mod layers;
 pub mod models;

@@ -185,6 +185,17 @@ impl Engine {
                 cfg.head_dim,
             ))
         } else {
+            #[cfg(feature = "cuda")]
+            if device.is_cuda() {
+                return Ok(Box::new(crate::kv::CudaPagedCache::new(
+                    cfg.num_layers,
+                    num_blocks,
+                    kv_heads,
+                    cfg.head_dim,
+                    self.model.dtype(),
+                    device,
+                )?));
+            }
             Box::new(TensorPagedCache::new(
                 cfg.num_layers,
                 num_blocks,

@@ -1,6 +1,8 @@
 //! Per-forward attention metadata for a ragged batch: where each new token's K/V go and which
 //! cached slots each sequence reads.
 
+use crate::error::{Result, ShardError};
+
 /// Built once per forward, shared by every layer.
 #[derive(Debug, Clone, Default)]
 pub struct AttentionMetadata {
@@ -30,5 +32,42 @@ impl AttentionMetadata {
             Some(w) => (pos + 1).saturating_sub(w),
             None => 0,
         }
+    }
+
+    /// Checks that every index is in range for a cache of `slots_total` slots: each new
+    /// token's slot, sequence and position, and every slot a sequence reads.
+    pub fn validate(&self, slots_total: usize) -> Result<()> {
+        let t = self.num_tokens();
+        let bad = |m: String| Err(ShardError::InvalidArgument(m));
+        if self.token_seq.len() != t || self.token_pos.len() != t {
+            return bad(format!(
+                "attention metadata: {t} slots but {} sequence indices and {} positions",
+                self.token_seq.len(),
+                self.token_pos.len()
+            ));
+        }
+        if let Some(&s) = self
+            .token_slots
+            .iter()
+            .find(|&&s| s as usize >= slots_total)
+        {
+            return bad(format!(
+                "slot {s} is outside the KV cache ({slots_total} slots)"
+            ));
+        }
+        for (&s, &p) in self.token_seq.iter().zip(&self.token_pos) {
+            match self.seq_slots.get(s as usize) {
+                Some(slots) if slots.len() > p as usize => {}
+                _ => return bad(format!("no slots for position {p} of sequence {s}")),
+            }
+        }
+        for (seq, slots) in self.seq_slots.iter().enumerate() {
+            if let Some(&s) = slots.iter().find(|&&s| s as usize >= slots_total) {
+                return bad(format!(
+                    "sequence {seq} reads slot {s}, outside the KV cache ({slots_total} slots)"
+                ));
+            }
+        }
+        Ok(())
     }
 }

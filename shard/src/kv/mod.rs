@@ -3,15 +3,20 @@
 
 pub mod block_allocator;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod metadata;
 pub mod tensor;
 
 pub use block_allocator::BlockAllocator;
 pub use cpu::CpuPagedCache;
+#[cfg(feature = "cuda")]
+pub use cuda::CudaPagedCache;
 pub use metadata::AttentionMetadata;
 pub use tensor::TensorPagedCache;
 
-use crate::error::Result;
+use crate::error::{Result, ShardError};
+use crate::layers::rotary::Rope;
 use candle_core::Tensor;
 
 /// Tokens per KV block.
@@ -34,4 +39,56 @@ pub trait PagedAttention: Send {
     ) -> Result<Tensor>;
     /// Blocks in the cache (block 0 included).
     fn num_blocks(&self) -> usize;
+
+    /// Attention from a packed QKV projection: rotary on queries and keys, then
+    /// [`PagedAttention::forward`]. Backends with a fused kernel (rotary + cache write in one
+    /// launch) override it.
+    fn forward_qkv(
+        &mut self,
+        layer: usize,
+        qkv: &Tensor,
+        layout: QkvLayout,
+        rope: &Rope,
+        meta: &AttentionMetadata,
+    ) -> Result<Tensor> {
+        let (q, k, v) = layout.split(qkv)?;
+        let (q, k) = (rope.apply(&q)?, rope.apply(&k)?);
+        self.forward(layer, &q, &k, &v, meta)
+    }
+}
+
+/// Head counts of a packed QKV projection `[T, (heads + 2 * kv_heads) * head_dim]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QkvLayout {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Size of one head.
+    pub head_dim: usize,
+}
+
+impl QkvLayout {
+    /// Width of the packed projection.
+    pub fn width(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    /// `q` `[T, heads, d]`, `k` and `v` `[T, kv_heads, d]` views of `qkv`.
+    pub fn split(&self, qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (t, w) = qkv.dims2()?;
+        if w != self.width() {
+            return Err(ShardError::InvalidArgument(format!(
+                "packed QKV has width {w}, expected {} for {self:?}",
+                self.width()
+            )));
+        }
+        let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
+        Ok((
+            qkv.narrow(1, 0, h * d)?.reshape((t, h, d))?,
+            qkv.narrow(1, h * d, kvh * d)?.reshape((t, kvh, d))?,
+            qkv.narrow(1, (h + kvh) * d, kvh * d)?
+                .reshape((t, kvh, d))?,
+        ))
+    }
 }

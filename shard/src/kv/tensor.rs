@@ -169,38 +169,11 @@ impl TensorPagedCache {
 
     fn build_plan(&self, heads: usize, meta: &AttentionMetadata) -> Result<Plan> {
         let t = meta.num_tokens();
-        let slots_total = self.num_blocks * BLOCK_SIZE;
-        let bad = |m: String| Err(ShardError::InvalidArgument(m));
-        if meta.token_seq.len() != t || meta.token_pos.len() != t {
-            return bad(format!(
-                "attention metadata: {t} slots but {} sequence indices and {} positions",
-                meta.token_seq.len(),
-                meta.token_pos.len()
-            ));
-        }
-        if let Some(&s) = meta
-            .token_slots
-            .iter()
-            .find(|&&s| s as usize >= slots_total)
-        {
-            return bad(format!(
-                "slot {s} is outside the KV cache ({slots_total} slots)"
-            ));
-        }
+        meta.validate(self.num_blocks * BLOCK_SIZE)?;
         // Tokens of each sequence, in order of appearance.
         let mut by_seq: Vec<Vec<usize>> = vec![Vec::new(); meta.seq_slots.len()];
-        for (i, (&s, &p)) in meta.token_seq.iter().zip(&meta.token_pos).enumerate() {
-            match meta.seq_slots.get(s as usize) {
-                Some(slots) if slots.len() > p as usize => by_seq[s as usize].push(i),
-                _ => return bad(format!("no slots for position {p} of sequence {s}")),
-            }
-        }
-        for (seq, slots) in meta.seq_slots.iter().enumerate() {
-            if let Some(&s) = slots.iter().find(|&&s| s as usize >= slots_total) {
-                return bad(format!(
-                    "sequence {seq} reads slot {s}, outside the KV cache ({slots_total} slots)"
-                ));
-            }
+        for (i, &s) in meta.token_seq.iter().enumerate() {
+            by_seq[s as usize].push(i);
         }
         let pos = |i: usize| meta.token_pos[i] as usize;
         let lo_of = |i: usize| meta.window_start(pos(i));
@@ -416,7 +389,56 @@ impl PagedAttention for TensorPagedCache {
                 vc.scatter_set(ids, &v, 0)?;
             }
         }
-        if t == 0 {
+        self.attend_planned(layer, q, heads, meta)
+    }
+}
+
+impl TensorPagedCache {
+    /// Keys and values of `layer`, `[slots, kv_heads, head_dim]` each.
+    pub fn layer(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
+        match (self.keys.get(layer), self.values.get(layer)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err(ShardError::InvalidArgument(format!(
+                "layer {layer} out of range ({} layers)",
+                self.keys.len()
+            ))),
+        }
+    }
+
+    /// Attention of `q` (`[T, heads, head_dim]`) over the cache whose new tokens' K/V were
+    /// already written at `meta.token_slots` (by a fused kernel): `forward` without the write.
+    pub fn attend_written(
+        &mut self,
+        layer: usize,
+        q: &Tensor,
+        meta: &AttentionMetadata,
+    ) -> Result<Tensor> {
+        let (_, heads, d) = q.dims3()?;
+        if d != self.head_dim || heads % self.kv_heads != 0 || q.dim(0)? != meta.num_tokens() {
+            return Err(ShardError::InvalidArgument(format!(
+                "query shape {:?} does not match the cache ({} kv heads, head dim {}) and {} tokens",
+                q.dims(),
+                self.kv_heads,
+                self.head_dim,
+                meta.num_tokens()
+            )));
+        }
+        self.layer(layer)?;
+        self.plan_for(layer, heads, meta)?;
+        self.attend_planned(layer, q, heads, meta)
+    }
+
+    fn attend_planned(
+        &self,
+        layer: usize,
+        q: &Tensor,
+        heads: usize,
+        meta: &AttentionMetadata,
+    ) -> Result<Tensor> {
+        let plan = self.plan.as_ref().ok_or_else(|| {
+            ShardError::InvalidArgument("attention plan missing after build".into())
+        })?;
+        if q.dim(0)? == 0 {
             return Ok(Tensor::zeros(
                 (0, heads * self.head_dim),
                 q.dtype(),

@@ -1,8 +1,8 @@
 //! The self-attention block: fused QKV projection, rotary, paged attention, output projection.
 
-use super::rotary::RotaryEmbedding;
+use super::rotary::Rope;
 use crate::error::{Result, ShardError};
-use crate::kv::{AttentionMetadata, PagedAttention};
+use crate::kv::{AttentionMetadata, PagedAttention, QkvLayout};
 use crate::models::config::ModelConfig;
 use crate::parallel::{ColumnParallelLinear, Comm, RowParallelLinear};
 use crate::weights::WeightSource;
@@ -73,27 +73,18 @@ impl SelfAttention {
     pub fn forward(
         &self,
         x: &Tensor,
-        rotary: &RotaryEmbedding,
-        cos_sin: &(Tensor, Tensor),
+        rope: &Rope,
         layer: usize,
         kv: &mut dyn PagedAttention,
         meta: &AttentionMetadata,
     ) -> Result<Tensor> {
-        let t = x.dim(0)?;
-        let d = self.head_dim;
         let qkv = self.qkv.forward(x)?;
-        let q = qkv
-            .narrow(1, 0, self.heads * d)?
-            .reshape((t, self.heads, d))?;
-        let k = qkv
-            .narrow(1, self.heads * d, self.kv_heads * d)?
-            .reshape((t, self.kv_heads, d))?;
-        let v = qkv
-            .narrow(1, (self.heads + self.kv_heads) * d, self.kv_heads * d)?
-            .reshape((t, self.kv_heads, d))?;
-        let q = rotary.apply(&q, cos_sin)?;
-        let k = rotary.apply(&k, cos_sin)?;
-        let attn = kv.forward(layer, &q, &k, &v, meta)?;
+        let layout = QkvLayout {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+        };
+        let attn = kv.forward_qkv(layer, &qkv, layout, rope, meta)?;
         self.o_proj.forward(&attn)
     }
 }

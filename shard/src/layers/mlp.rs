@@ -41,10 +41,18 @@ impl Mlp {
     /// `[T, hidden]` -> `[T, hidden]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gu = self.gate_up.forward(x)?;
-        let n = self.local_intermediate;
-        let gate = gu.narrow(1, 0, n)?;
-        let up = gu.narrow(1, n, n)?;
-        let h = (candle_nn::ops::silu(&gate)? * up)?;
+        let h = silu_mul(&gu, self.local_intermediate)?;
         self.down.forward(&h)
     }
+}
+
+/// `silu(gate) * up` of a packed `[T, 2n]` gate/up projection: one kernel on CUDA.
+fn silu_mul(gate_up: &Tensor, n: usize) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if gate_up.device().is_cuda() && gate_up.is_contiguous() && gate_up.dim(1)? == 2 * n {
+        return crate::kernels::silu_mul(gate_up);
+    }
+    let gate = gate_up.narrow(1, 0, n)?;
+    let up = gate_up.narrow(1, n, n)?;
+    Ok((candle_nn::ops::silu(&gate)? * up)?)
 }

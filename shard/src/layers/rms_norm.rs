@@ -33,4 +33,22 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
     }
+
+    /// `(x + h, norm(x + h))`: the residual add and the next norm, fused into one kernel on
+    /// CUDA (`[T, hidden]` inputs in the weight's dtype).
+    pub fn forward_residual(&self, x: &Tensor, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda()
+            && x.rank() == 2
+            && x.dtype() == self.weight.dtype()
+            && h.dtype() == x.dtype()
+            && x.is_contiguous()
+            && h.is_contiguous()
+        {
+            return crate::kernels::add_rms_norm(x, h, &self.weight, self.eps);
+        }
+        let sum = (x + h)?;
+        let norm = self.forward(&sum)?;
+        Ok((sum, norm))
+    }
 }

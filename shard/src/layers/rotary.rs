@@ -80,24 +80,39 @@ impl RotaryEmbedding {
         self.max_positions
     }
 
-    /// cos/sin rows for `positions` (`[T]` u32), shaped `[T, 1, head_dim/2]`.
-    pub fn select(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// The tables for `positions` (`[T]` u32) of one forward.
+    pub fn select(&self, positions: &Tensor) -> Result<Rope> {
         let t = positions.dim(0)?;
         let half = self.cos.dim(1)?;
-        let cos = self.cos.index_select(positions, 0)?.reshape((t, 1, half))?;
-        let sin = self.sin.index_select(positions, 0)?.reshape((t, 1, half))?;
-        Ok((cos, sin))
+        Ok(Rope {
+            cos: self.cos.index_select(positions, 0)?.reshape((t, 1, half))?,
+            sin: self.sin.index_select(positions, 0)?.reshape((t, 1, half))?,
+            interleaved: self.interleaved,
+        })
     }
+}
 
-    /// Rotates `x` of shape `[T, heads, head_dim]` by each token's own position.
-    pub fn apply(&self, x: &Tensor, cos_sin: &(Tensor, Tensor)) -> Result<Tensor> {
+/// Rotary tables selected for the tokens of one forward, shared by every layer.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    /// `[T, 1, head_dim / 2]` cosines at each token's position.
+    pub cos: Tensor,
+    /// `[T, 1, head_dim / 2]` sines at each token's position.
+    pub sin: Tensor,
+    /// GPT-J style pairs `(2i, 2i+1)` instead of NeoX halves `(i, i + d/2)`.
+    pub interleaved: bool,
+}
+
+impl Rope {
+    /// Rotates `x`: `[T, heads, head_dim]`.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let (t, h, d) = x.dims3()?;
         // Each token is its own "batch" of one position, so ragged batches need no padding.
         let x = x.contiguous()?.reshape((t, h, 1, d))?;
         let y = if self.interleaved {
-            candle_nn::rotary_emb::rope_i(&x, &cos_sin.0, &cos_sin.1)?
+            candle_nn::rotary_emb::rope_i(&x, &self.cos, &self.sin)?
         } else {
-            candle_nn::rotary_emb::rope(&x, &cos_sin.0, &cos_sin.1)?
+            candle_nn::rotary_emb::rope(&x, &self.cos, &self.sin)?
         };
         Ok(y.reshape((t, h, d))?)
     }

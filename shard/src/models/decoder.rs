@@ -166,19 +166,24 @@ impl DecoderModel {
             )));
         }
         let positions = Tensor::new(input.meta.token_pos.as_slice(), &self.device)?;
-        let cos_sin = self.rotary.select(&positions)?;
-        let mut x = self.embed.forward(&input.input_ids)?;
+        let rope = self.rotary.select(&positions)?;
+        let x = self.embed.forward(&input.input_ids)?;
+        // Each residual add is fused with the norm that follows it (the next layer's input
+        // norm, or the final norm after the last layer).
+        let Some(first) = self.layers.first() else {
+            return Err(ShardError::InvalidConfig("the model has no layers".into()));
+        };
+        let mut h = first.input_norm.forward(&x)?;
+        let mut x = x;
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.input_norm.forward(&x)?;
-            let h = layer
-                .attention
-                .forward(&h, &self.rotary, &cos_sin, i, kv, &input.meta)?;
-            x = (x + h)?;
-            let h = layer.post_attention_norm.forward(&x)?;
-            x = (&x + layer.mlp.forward(&h)?)?;
+            let a = layer.attention.forward(&h, &rope, i, kv, &input.meta)?;
+            let (x1, h1) = layer.post_attention_norm.forward_residual(&x, &a)?;
+            let m = layer.mlp.forward(&h1)?;
+            let next_norm = self.layers.get(i + 1).map_or(&self.norm, |l| &l.input_norm);
+            (x, h) = next_norm.forward_residual(&x1, &m)?;
         }
         let rows = Tensor::new(input.logit_rows.as_slice(), &self.device)?;
-        let x = self.norm.forward(&x.index_select(&rows, 0)?)?;
+        let x = h.index_select(&rows, 0)?;
         Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?)
     }
 }

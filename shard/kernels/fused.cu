@@ -1,0 +1,97 @@
+// Fused element-wise kernels of the decoder layer: residual add + RMSNorm, SiLU(gate) * up,
+// and rotary embedding of packed QKV with the K/V write into the paged cache.
+#include "common.cuh"
+
+// sum = x + h (rounded to T, the residual stream's dtype), norm = rms_norm(sum) * w.
+// One block per row.
+template <typename T>
+__device__ void add_rms_norm(const T* x, const T* h, const T* w, T* sum, T* norm, int cols,
+                             float eps) {
+  __shared__ float red[33];
+  const size_t base = (size_t)blockIdx.x * cols;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    const T v = from_f<T>(to_f(x[base + i]) + to_f(h[base + i]));
+    sum[base + i] = v;
+    const float f = to_f(v);
+    ss += f * f;
+  }
+  const float inv = rsqrtf(block_sum(ss, red) / cols + eps);
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    norm[base + i] = from_f<T>(to_f(sum[base + i]) * inv * to_f(w[i]));
+  }
+}
+
+// gu: [rows, 2n] (gate then up) -> out: [rows, n].
+template <typename T>
+__device__ void silu_mul(const T* gu, T* out, int rows, int n) {
+  const size_t total = (size_t)rows * n;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = i / n, c = i % n;
+    const float g = to_f(gu[r * 2 * n + c]);
+    const float u = to_f(gu[r * 2 * n + n + c]);
+    out[i] = from_f<T>(g / (1.f + __expf(-g)) * u);
+  }
+}
+
+// qkv: [T, (heads + 2 kvh) * d]; cos/sin: [T, d/2] for each token's position. Writes the
+// rotated queries to q_out [T, heads, d] and the rotated keys and the values to the caches
+// ([slots, kvh, d]) at each token's slot. One block per token.
+template <typename T>
+__device__ void rope_qkv(const T* qkv, const T* cos, const T* sin, const uint32_t* slots,
+                         T* q_out, T* kc, T* vc, int heads, int kvh, int d, int interleaved) {
+  const int t = blockIdx.x, half = d / 2;
+  const T* row = qkv + (size_t)t * (heads + 2 * kvh) * d;
+  const T* c = cos + (size_t)t * half;
+  const T* s = sin + (size_t)t * half;
+  const size_t slot = slots[t];
+  const int pairs = (heads + kvh) * half;
+  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const int head = p / half, i = p % half;
+    const int i0 = interleaved ? 2 * i : i;
+    const int i1 = interleaved ? 2 * i + 1 : i + half;
+    const T* src = row + head * d;
+    const float x0 = to_f(src[i0]), x1 = to_f(src[i1]);
+    const float cc = to_f(c[i]), ss = to_f(s[i]);
+    T* dst = head < heads ? q_out + ((size_t)t * heads + head) * d
+                          : kc + (slot * kvh + (head - heads)) * d;
+    dst[i0] = from_f<T>(x0 * cc - x1 * ss);
+    dst[i1] = from_f<T>(x1 * cc + x0 * ss);
+  }
+  const T* v = row + (heads + kvh) * d;
+  for (int e = threadIdx.x; e < kvh * d; e += blockDim.x) vc[slot * kvh * d + e] = v[e];
+}
+
+// K/V rows of T tokens written at their slots (no rotary): the unfused cache write.
+template <typename T>
+__device__ void write_kv(const T* k, const T* v, const uint32_t* slots, T* kc, T* vc, int width) {
+  const size_t slot = slots[blockIdx.x];
+  const size_t src = (size_t)blockIdx.x * width;
+  for (int e = threadIdx.x; e < width; e += blockDim.x) {
+    kc[slot * width + e] = k[src + e];
+    vc[slot * width + e] = v[src + e];
+  }
+}
+
+#define FUSED_KERNELS(T, S)                                                                   \
+  extern "C" __global__ void add_rms_norm_##S(const T* x, const T* h, const T* w, T* sum,      \
+                                              T* norm, int cols, float eps) {                  \
+    add_rms_norm<T>(x, h, w, sum, norm, cols, eps);                                            \
+  }                                                                                            \
+  extern "C" __global__ void silu_mul_##S(const T* gu, T* out, int rows, int n) {              \
+    silu_mul<T>(gu, out, rows, n);                                                             \
+  }                                                                                            \
+  extern "C" __global__ void rope_qkv_##S(const T* qkv, const T* cos, const T* sin,            \
+                                          const uint32_t* slots, T* q_out, T* kc, T* vc,       \
+                                          int heads, int kvh, int d, int interleaved) {        \
+    rope_qkv<T>(qkv, cos, sin, slots, q_out, kc, vc, heads, kvh, d, interleaved);              \
+  }                                                                                            \
+  extern "C" __global__ void write_kv_##S(const T* k, const T* v, const uint32_t* slots,       \
+                                          T* kc, T* vc, int width) {                           \
+    write_kv<T>(k, v, slots, kc, vc, width);                                                   \
+  }
+
+FUSED_KERNELS(float, f32)
+FUSED_KERNELS(__half, f16)
+FUSED_KERNELS(__nv_bfloat16, bf16)

@@ -1,0 +1,210 @@
+//! GPU checks of the kernels against candle-ops references on fresh random inputs. They need
+//! a CUDA device (run the CUDA test binary on a GPU machine: `<test-bin> kernels::tests`);
+//! without one each test says so and returns.
+
+use super::*;
+use crate::kv::{
+    AttentionMetadata, CudaPagedCache, PagedAttention, QkvLayout, TensorPagedCache, BLOCK_SIZE,
+};
+use crate::layers::rotary::Rope;
+use candle_core::Device;
+
+fn gpu() -> Option<Device> {
+    match crate::device::select_device(0) {
+        Ok(d) if d.is_cuda() => Some(d),
+        _ => {
+            eprintln!("no CUDA device: skipped");
+            None
+        }
+    }
+}
+
+/// max |a - b| / max |b|.
+fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
+    let a = a.to_dtype(DType::F32)?.flatten_all()?;
+    let b = b.to_dtype(DType::F32)?.flatten_all()?;
+    let diff = (&a - &b)?.abs()?.max(0)?.to_scalar::<f32>()?;
+    let scale = b.abs()?.max(0)?.to_scalar::<f32>()?;
+    assert!(
+        scale > 0.0,
+        "reference is all zeros: the check would prove nothing"
+    );
+    Ok(diff / scale)
+}
+
+/// Tolerance per dtype: f32 far under 1e-3; half types at their rounding level.
+fn tol(dtype: DType) -> f32 {
+    match dtype {
+        DType::F32 => 1e-5,
+        DType::F16 => 3e-3,
+        _ => 1.5e-2,
+    }
+}
+
+fn randn(shape: (usize, usize), dtype: DType, dev: &Device) -> Result<Tensor> {
+    Ok(Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?)
+}
+
+const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+#[test]
+fn add_rms_norm_matches_add_then_norm() -> Result<()> {
+    let Some(dev) = gpu() else { return Ok(()) };
+    for dtype in DTYPES {
+        for (rows, cols) in [(1, 4096), (7, 4096), (3, 100)] {
+            let x = randn((rows, cols), dtype, &dev)?;
+            let h = randn((rows, cols), dtype, &dev)?;
+            let w = Tensor::randn(1f32, 0.5, cols, &dev)?.to_dtype(dtype)?;
+            let (sum, norm) = add_rms_norm(&x, &h, &w, 1e-5)?;
+            let want_sum = (&x + &h)?;
+            let want_norm = candle_nn::ops::rms_norm(&want_sum, &w, 1e-5)?;
+            let (e1, e2) = (rel_err(&sum, &want_sum)?, rel_err(&norm, &want_norm)?);
+            eprintln!("add_rms_norm {dtype:?} {rows}x{cols}: sum {e1:.2e} norm {e2:.2e}");
+            assert!(e1 <= tol(dtype) && e2 <= tol(dtype));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn silu_mul_matches_candle_ops() -> Result<()> {
+    let Some(dev) = gpu() else { return Ok(()) };
+    for dtype in DTYPES {
+        for (rows, n) in [(1, 14336), (5, 1000)] {
+            let gu = randn((rows, 2 * n), dtype, &dev)?;
+            let got = silu_mul(&gu)?;
+            let want = (candle_nn::ops::silu(&gu.narrow(1, 0, n)?)? * gu.narrow(1, n, n)?)?;
+            let e = rel_err(&got, &want)?;
+            eprintln!("silu_mul {dtype:?} {rows}x{n}: {e:.2e}");
+            assert!(e <= tol(dtype));
+        }
+    }
+    Ok(())
+}
+
+/// Rotary tables at `pos` for head dim `d`, `[T, 1, d/2]`.
+fn rope_at(pos: &[u32], d: usize, interleaved: bool, dtype: DType, dev: &Device) -> Result<Rope> {
+    let half = d / 2;
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for &p in pos {
+        for i in 0..half {
+            let a = p as f32 / 10000f32.powf(2.0 * i as f32 / d as f32);
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    let t = pos.len();
+    Ok(Rope {
+        cos: Tensor::from_vec(cos, (t, 1, half), dev)?.to_dtype(dtype)?,
+        sin: Tensor::from_vec(sin, (t, 1, half), dev)?.to_dtype(dtype)?,
+        interleaved,
+    })
+}
+
+/// Runs `steps` (lists of `(sequence, new tokens)`) through a `CudaPagedCache` (fused rotary
+/// + cache write, kernel or matmul attention) and a `TensorPagedCache` (candle rotary and
+/// attention) with the same random QKV; returns the worst relative error of the outputs and
+/// of the cache contents.
+fn compare(
+    layout: QkvLayout,
+    window: Option<usize>,
+    interleaved: bool,
+    dtype: DType,
+    steps: &[&[(usize, usize)]],
+    dev: &Device,
+) -> Result<f32> {
+    let nseq = 1 + steps
+        .iter()
+        .flat_map(|s| s.iter())
+        .map(|&(s, _)| s)
+        .max()
+        .unwrap_or(0);
+    let total: usize = steps.iter().flat_map(|s| s.iter()).map(|&(_, n)| n).sum();
+    let nb = total.div_ceil(BLOCK_SIZE) + nseq + 1;
+    let per_seq = nb / nseq;
+    // Interleaved and descending blocks: sequence s's block j sits at nb - 1 - (j * nseq + s).
+    let slot = |s: usize, p: usize| {
+        let block = nb - 1 - ((p / BLOCK_SIZE) * nseq + s);
+        (block * BLOCK_SIZE + p % BLOCK_SIZE) as u32
+    };
+    assert!(steps
+        .iter()
+        .all(|st| st.iter().all(|&(_, n)| n <= per_seq * BLOCK_SIZE)));
+    let (l, kvh, d) = (2, layout.kv_heads, layout.head_dim);
+    let mut fused = CudaPagedCache::new(l, nb, kvh, d, dtype, dev)?;
+    let mut reference = TensorPagedCache::new(l, nb, kvh, d, dtype, dev)?;
+    let mut done = vec![0usize; nseq];
+    let mut worst = 0f32;
+    for step in steps {
+        let mut meta = AttentionMetadata {
+            sliding_window: window,
+            softmax_scale: 1.0 / (d as f32).sqrt(),
+            ..Default::default()
+        };
+        for (si, &(s, n)) in step.iter().enumerate() {
+            for p in done[s]..done[s] + n {
+                meta.token_slots.push(slot(s, p));
+                meta.token_seq.push(si as u32);
+                meta.token_pos.push(p as u32);
+            }
+            meta.seq_slots
+                .push((0..done[s] + n).map(|p| slot(s, p)).collect());
+        }
+        let t = meta.num_tokens();
+        let rope = rope_at(&meta.token_pos, d, interleaved, dtype, dev)?;
+        for layer in 0..l {
+            let qkv = randn((t, layout.width()), dtype, dev)?;
+            let got = fused.forward_qkv(layer, &qkv, layout, &rope, &meta)?;
+            let want = reference.forward_qkv(layer, &qkv, layout, &rope, &meta)?;
+            worst = worst.max(rel_err(&got, &want)?);
+            let (gk, gv) = fused_layer(&fused, layer)?;
+            let (wk, wv) = reference.layer(layer)?;
+            worst = worst.max(rel_err(&gk, wk)?).max(rel_err(&gv, wv)?);
+        }
+        for &(s, n) in step.iter() {
+            done[s] += n;
+        }
+    }
+    Ok(worst)
+}
+
+fn fused_layer(c: &CudaPagedCache, layer: usize) -> Result<(Tensor, Tensor)> {
+    let (k, v) = c.layer(layer)?;
+    Ok((k.clone(), v.clone()))
+}
+
+#[test]
+fn paged_attention_matches_the_matmul_path() -> Result<()> {
+    let Some(dev) = gpu() else { return Ok(()) };
+    let small = QkvLayout {
+        heads: 8,
+        kv_heads: 2,
+        head_dim: 64,
+    };
+    let llama = QkvLayout {
+        heads: 32,
+        kv_heads: 8,
+        head_dim: 128,
+    };
+    // Prefill (long chunks: matmul attention), then decode steps (kernel, several splits for
+    // the 1300-token sequence), then a short chunk mixed with decodes (kernel).
+    let steps: &[&[(usize, usize)]] = &[
+        &[(0, 1), (1, 37), (2, 600), (3, 1300)],
+        &[(0, 1), (1, 1), (2, 1), (3, 1)],
+        &[(3, 1), (1, 1)],
+        &[(0, 5), (2, 1), (3, 1)],
+    ];
+    for dtype in DTYPES {
+        for (layout, window, interleaved) in [
+            (small, None, false),
+            (small, Some(100), true),
+            (small, Some(700), false),
+            (llama, None, false),
+        ] {
+            let e = compare(layout, window, interleaved, dtype, steps, &dev)?;
+            eprintln!("paged attention {dtype:?} {layout:?} window {window:?} interleaved {interleaved}: {e:.2e}");
+            assert!(e <= tol(dtype), "{e} > {}", tol(dtype));
+        }
+    }
+    Ok(())
+}

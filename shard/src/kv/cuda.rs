@@ -1,0 +1,216 @@
+//! The paged KV cache on a CUDA device with the own kernels: rotary + K/V write fused into one
+//! launch, and decode attention reading K/V through each sequence's slot table (no gather).
+//! Forwards with long prompt chunks use [`TensorPagedCache`]'s matmul attention over the same
+//! cache tensors, which is the faster shape for many queries per sequence.
+
+use super::{AttentionMetadata, PagedAttention, QkvLayout, TensorPagedCache, BLOCK_SIZE};
+use crate::error::{Result, ShardError};
+use crate::kernels::{self, PagedAttentionArgs};
+use crate::layers::rotary::Rope;
+use candle_core::{DType, Device, Tensor};
+
+/// Sequences with at most this many new tokens use the paged-attention kernel; a forward with
+/// a longer chunk goes through the matmul path.
+const MAX_KERNEL_QUERIES: usize = 16;
+
+/// Paged KV cache on a CUDA device.
+#[derive(Debug)]
+pub struct CudaPagedCache {
+    tensor: TensorPagedCache,
+    plan: Option<KernelPlan>,
+    last_layer: Option<usize>,
+}
+
+/// Device copies of one forward's metadata, shared by every layer.
+#[derive(Debug)]
+struct KernelPlan {
+    token_slots: Vec<u32>,
+    token_pos: Vec<u32>,
+    token_seq: Vec<u32>,
+    seq_lens: Vec<usize>,
+    slots: Tensor,
+    /// `None` when some sequence has more than [`MAX_KERNEL_QUERIES`] new tokens.
+    attention: Option<PagedAttentionArgs>,
+}
+
+impl CudaPagedCache {
+    /// A zeroed cache of `num_blocks` blocks per layer in `dtype` on the CUDA `device`.
+    pub fn new(
+        layers: usize,
+        num_blocks: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        if !device.is_cuda() {
+            return Err(ShardError::InvalidArgument(format!(
+                "CudaPagedCache needs a CUDA device, got {device:?}"
+            )));
+        }
+        Ok(Self {
+            tensor: TensorPagedCache::new(layers, num_blocks, kv_heads, head_dim, dtype, device)?,
+            plan: None,
+            last_layer: None,
+        })
+    }
+
+    /// Keys and values of `layer`, `[slots, kv_heads, head_dim]` each.
+    pub fn layer(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
+        self.tensor.layer(layer)
+    }
+
+    /// Builds the plan on a forward's first layer and reuses it for the others.
+    fn plan_for(&mut self, layer: usize, meta: &AttentionMetadata) -> Result<&KernelPlan> {
+        self.update_plan(layer, meta)?;
+        self.plan()
+    }
+
+    fn plan(&self) -> Result<&KernelPlan> {
+        self.plan
+            .as_ref()
+            .ok_or_else(|| ShardError::InvalidArgument("attention plan missing after build".into()))
+    }
+
+    fn update_plan(&mut self, layer: usize, meta: &AttentionMetadata) -> Result<()> {
+        let same_forward = self.last_layer.is_some_and(|l| layer > l);
+        self.last_layer = Some(layer);
+        let reusable = same_forward
+            && self.plan.as_ref().is_some_and(|p| {
+                p.token_slots == meta.token_slots
+                    && p.token_pos == meta.token_pos
+                    && p.token_seq == meta.token_seq
+                    && p.seq_lens
+                        .iter()
+                        .copied()
+                        .eq(meta.seq_slots.iter().map(Vec::len))
+            });
+        if !reusable {
+            self.plan = None;
+            self.plan = Some(self.build_plan(meta)?);
+        }
+        Ok(())
+    }
+
+    fn build_plan(&self, meta: &AttentionMetadata) -> Result<KernelPlan> {
+        meta.validate(self.tensor.num_blocks() * BLOCK_SIZE)?;
+        let dev = self.tensor.layer(0)?.0.device().clone();
+        let mut per_seq = vec![0usize; meta.seq_slots.len()];
+        for &s in &meta.token_seq {
+            per_seq[s as usize] += 1;
+        }
+        let attention = if per_seq.iter().all(|&n| n <= MAX_KERNEL_QUERIES) {
+            let mut offsets = Vec::with_capacity(meta.seq_slots.len());
+            let mut table = Vec::with_capacity(meta.seq_slots.iter().map(Vec::len).sum());
+            for slots in &meta.seq_slots {
+                offsets.push(table.len() as u32);
+                table.extend_from_slice(slots);
+            }
+            let keys = meta
+                .token_pos
+                .iter()
+                .map(|&p| p as usize + 1 - meta.window_start(p as usize))
+                .max()
+                .unwrap_or(1);
+            Some(PagedAttentionArgs {
+                token_seq: Tensor::new(meta.token_seq.as_slice(), &dev)?,
+                token_pos: Tensor::new(meta.token_pos.as_slice(), &dev)?,
+                seq_off: Tensor::new(offsets.as_slice(), &dev)?,
+                slot_table: Tensor::new(table.as_slice(), &dev)?,
+                num_splits: keys.div_ceil(kernels::SPLIT),
+                window: meta.sliding_window.unwrap_or(0),
+                scale: meta.softmax_scale,
+            })
+        } else {
+            None
+        };
+        Ok(KernelPlan {
+            token_slots: meta.token_slots.clone(),
+            token_pos: meta.token_pos.clone(),
+            token_seq: meta.token_seq.clone(),
+            seq_lens: meta.seq_slots.iter().map(Vec::len).collect(),
+            slots: Tensor::new(meta.token_slots.as_slice(), &dev)?,
+            attention,
+        })
+    }
+
+    /// Attention of `q` once the new tokens' K/V are in the cache.
+    fn attend(&mut self, layer: usize, q: &Tensor, meta: &AttentionMetadata) -> Result<Tensor> {
+        self.update_plan(layer, meta)?;
+        match &self.plan()?.attention {
+            Some(args) => {
+                let (kc, vc) = self.tensor.layer(layer)?;
+                Ok(kernels::paged_attention(q, kc, vc, args)?.to_dtype(q.dtype())?)
+            }
+            None => self.tensor.attend_written(layer, q, meta),
+        }
+    }
+}
+
+impl PagedAttention for CudaPagedCache {
+    fn num_blocks(&self) -> usize {
+        self.tensor.num_blocks()
+    }
+
+    fn forward(
+        &mut self,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        meta: &AttentionMetadata,
+    ) -> Result<Tensor> {
+        if q.dim(0)? != meta.num_tokens() {
+            return Err(ShardError::InvalidArgument(format!(
+                "attention metadata has {} tokens, q has {}",
+                meta.num_tokens(),
+                q.dim(0)?
+            )));
+        }
+        let slots = self.plan_for(layer, meta)?.slots.clone();
+        let (kc, vc) = self.tensor.layer(layer)?;
+        kernels::write_kv(k, v, &slots, kc, vc)?;
+        self.attend(layer, q, meta)
+    }
+
+    fn forward_qkv(
+        &mut self,
+        layer: usize,
+        qkv: &Tensor,
+        layout: QkvLayout,
+        rope: &Rope,
+        meta: &AttentionMetadata,
+    ) -> Result<Tensor> {
+        let (kc, _) = self.tensor.layer(layer)?;
+        let fusable = qkv.dtype() == kc.dtype()
+            && rope.cos.dtype() == kc.dtype()
+            && kc.dims3()? == (kc.dim(0)?, layout.kv_heads, layout.head_dim);
+        if !fusable {
+            let (q, k, v) = layout.split(qkv)?;
+            let (q, k) = (rope.apply(&q)?, rope.apply(&k)?);
+            return self.forward(layer, &q, &k, &v, meta);
+        }
+        if qkv.dim(0)? != meta.num_tokens() {
+            return Err(ShardError::InvalidArgument(format!(
+                "attention metadata has {} tokens, qkv has {}",
+                meta.num_tokens(),
+                qkv.dim(0)?
+            )));
+        }
+        let slots = self.plan_for(layer, meta)?.slots.clone();
+        let (kc, vc) = self.tensor.layer(layer)?;
+        let t = qkv.dim(0)?;
+        let half = layout.head_dim / 2;
+        let q = kernels::rope_qkv(
+            &qkv.contiguous()?,
+            &rope.cos.reshape((t, half))?,
+            &rope.sin.reshape((t, half))?,
+            &slots,
+            kc,
+            vc,
+            layout.heads,
+            rope.interleaved,
+        )?;
+        self.attend(layer, &q, meta)
+    }
+}
