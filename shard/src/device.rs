@@ -65,7 +65,14 @@ mod cuda {
                 std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "unset".into())
             )));
         }
-        Ok(guarded(|| Device::new_cuda(rank % count))??)
+        let device = guarded(|| Device::new_cuda(rank % count))??;
+        if let Device::Cuda(d) = &device {
+            // SAFETY: the shard runs all its work (kernels, copies, NCCL) on this device's one
+            // stream, so cudarc's per-argument event tracking, which only orders use across
+            // streams, protects nothing here and costs an event record on every launch.
+            unsafe { d.disable_event_tracking() };
+        }
+        Ok(device)
     }
 
     /// Runs a driver call, turning the loader's panic into the no-driver error.

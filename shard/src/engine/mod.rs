@@ -3,6 +3,7 @@
 
 mod batch;
 mod detokenize;
+mod logits;
 mod request;
 mod step;
 pub mod stopping;

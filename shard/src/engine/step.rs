@@ -2,6 +2,7 @@
 //! model against the paged cache, then sample, detokenize, check stopping and plan the next
 //! chunk of every request.
 
+use super::logits::{self, RowNeed, RowResult};
 use super::request::RequestState;
 use super::stopping::FinishReason;
 use super::types::{GeneratedText, Generation, TokenList};
@@ -41,8 +42,24 @@ impl Engine {
         let (input, uses) = self.build_input(requests)?;
         let kv = self.kv.as_deref_mut().ok_or(ShardError::NotWarmedUp)?;
         let logits = self.model.forward(&input, kv)?;
-        let vocab = logits.dim(1)?;
-        let mut logits = logits.flatten_all()?.to_vec1::<f32>()?;
+        let needs: Vec<RowNeed> = uses
+            .iter()
+            .map(|u| match *u {
+                RowUse::PromptLogprob { req, pos } => requests[req]
+                    .all_ids
+                    .get(pos)
+                    .map_or(RowNeed::Full, |&id| RowNeed::Logprob(id)),
+                RowUse::Sample { req } => {
+                    let r = &requests[req];
+                    if r.top_n_tokens == 0 && r.chooser.is_plain_greedy() {
+                        RowNeed::Greedy
+                    } else {
+                        RowNeed::Full
+                    }
+                }
+            })
+            .collect();
+        let rows = logits::read(&logits, &needs)?;
         let forward_ns = start.elapsed().as_nanos() as u64;
 
         let decode_start = Instant::now();
@@ -50,31 +67,45 @@ impl Engine {
             r.computed += r.next_chunk;
         }
         let mut sampled: Vec<Option<Sampled>> = vec![None; requests.len()];
-        for (row, u) in logits.chunks_mut(vocab).zip(uses) {
-            match u {
-                RowUse::PromptLogprob { req, pos } => {
+        for (row, u) in rows.into_iter().zip(uses) {
+            match (u, row) {
+                (RowUse::PromptLogprob { req, pos }, row) => {
                     let r = &mut requests[req];
-                    log_softmax_in_place(row);
-                    let lp = row
-                        .get(r.all_ids[pos] as usize)
-                        .copied()
-                        .unwrap_or(f32::NAN);
+                    let lp = match row {
+                        RowResult::Logprob(lp) => lp,
+                        RowResult::Full(mut row) => {
+                            log_softmax_in_place(&mut row);
+                            row.get(r.all_ids[pos] as usize)
+                                .copied()
+                                .unwrap_or(f32::NAN)
+                        }
+                        RowResult::Chosen(..) => f32::NAN,
+                    };
                     if r.prompt_logprobs.len() == pos {
                         r.prompt_logprobs.push(lp);
                     }
                 }
-                RowUse::Sample { req } => {
+                (RowUse::Sample { req }, RowResult::Chosen(id, lp)) => {
+                    sampled[req] = Some((id, lp, Vec::new()));
+                }
+                (RowUse::Sample { req }, RowResult::Full(mut row)) => {
                     let r = &mut requests[req];
                     let choice = r
                         .chooser
-                        .choose(row, &r.all_ids)
+                        .choose(&mut row, &r.all_ids)
                         .map_err(|e| ShardError::invalid_request(r.id, e.to_string()))?;
                     let top = if r.top_n_tokens > 0 {
-                        top_n_logprobs(row, r.top_n_tokens)
+                        top_n_logprobs(&row, r.top_n_tokens)
                     } else {
                         Vec::new()
                     };
                     sampled[req] = Some((choice.id, choice.logprob, top));
+                }
+                (RowUse::Sample { req }, RowResult::Logprob(_)) => {
+                    return Err(ShardError::invalid_request(
+                        requests[req].id,
+                        "logits row read back as a prompt logprob",
+                    ));
                 }
             }
         }

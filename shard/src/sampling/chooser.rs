@@ -74,6 +74,17 @@ impl NextTokenChooser {
         self.sampling
     }
 
+    /// Whether the choice is the raw logits' argmax with its raw logprob: greedy, no
+    /// penalties, no watermark. Such rows can be reduced on the device.
+    pub fn is_plain_greedy(&self) -> bool {
+        let p = &self.params;
+        !self.sampling
+            && self.watermark.is_none()
+            && p.repetition_penalty == 1.0
+            && p.frequency_penalty == 0.0
+            && p.temperature == 1.0
+    }
+
     /// Picks the next token from one logits row.
     ///
     /// `previous_ids` is the request's whole history, prompt then generated tokens (the

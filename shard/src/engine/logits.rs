@@ -1,0 +1,174 @@
+//! Reading a forward's logits back to the host. On the CPU every row is handed over as is. On
+//! a GPU the log-softmax, argmax and the logprobs asked for are computed on the device, so a
+//! plain-greedy row or a prompt-logprob row costs a few bytes instead of a vocabulary-wide
+//! copy; only rows that need host-side sampling (penalties, warpers, watermark, top-n) come
+//! back whole.
+
+use crate::error::{Result, ShardError};
+use candle_core::{DType, Tensor, D};
+
+/// What a logits row is needed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RowNeed {
+    /// Argmax and its logprob (greedy without logits processors, no top-n).
+    Greedy,
+    /// Logprob of this token id (a prompt token's logprob).
+    Logprob(u32),
+    /// The whole row, for sampling on the host.
+    Full,
+}
+
+/// One row's result.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum RowResult {
+    /// Argmax id and its logprob.
+    Chosen(u32, f32),
+    /// The asked token's logprob.
+    Logprob(f32),
+    /// The raw logits row.
+    Full(Vec<f32>),
+}
+
+/// Rows of `logits` (`[R, vocab]` f32) as `needs` asks. On the CPU every row comes back `Full`
+/// (the host path is then exactly the one the CPU always ran).
+pub(super) fn read(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowResult>> {
+    let (r, vocab) = logits.dims2()?;
+    if r != needs.len() {
+        return Err(ShardError::InvalidArgument(format!(
+            "{r} logits rows for {} uses",
+            needs.len()
+        )));
+    }
+    if logits.device().is_cpu() {
+        let flat = logits.flatten_all()?.to_vec1::<f32>()?;
+        return Ok(flat
+            .chunks(vocab.max(1))
+            .map(|row| RowResult::Full(row.to_vec()))
+            .collect());
+    }
+    on_device(logits, needs)
+}
+
+/// The device path of [`read`]; usable on any device (tests run it on the CPU).
+pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowResult>> {
+    let dev = logits.device();
+    let logits = logits.to_dtype(DType::F32)?;
+    let mut out: Vec<Option<RowResult>> = vec![None; needs.len()];
+    let reduced: Vec<u32> = (0..needs.len() as u32)
+        .filter(|&i| needs[i as usize] != RowNeed::Full)
+        .collect();
+    if !reduced.is_empty() {
+        let rows = Tensor::new(reduced.as_slice(), dev)?;
+        let x = logits.index_select(&rows, 0)?;
+        let max = x.max_keepdim(D::Minus1)?;
+        let lse = (x
+            .broadcast_sub(&max)?
+            .exp()?
+            .sum_keepdim(D::Minus1)?
+            .log()?
+            + &max)?;
+        let ids = x.argmax_keepdim(D::Minus1)?;
+        let asked: Vec<u32> = reduced
+            .iter()
+            .map(|&i| match needs[i as usize] {
+                RowNeed::Logprob(id) => id,
+                _ => 0,
+            })
+            .collect();
+        let asked = Tensor::from_vec(asked, (reduced.len(), 1), dev)?;
+        let vocab = x.dim(1)? as u32;
+        if let Some(RowNeed::Logprob(id)) = reduced
+            .iter()
+            .map(|&i| needs[i as usize])
+            .find(|n| matches!(n, RowNeed::Logprob(id) if *id >= vocab))
+        {
+            return Err(ShardError::InvalidArgument(format!(
+                "token id {id} is outside the vocabulary ({vocab})"
+            )));
+        }
+        let lp_chosen = x.gather(&ids, 1)?.broadcast_sub(&lse)?;
+        let lp_asked = x.gather(&asked, 1)?.broadcast_sub(&lse)?;
+        let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+        let lp_chosen = lp_chosen.flatten_all()?.to_vec1::<f32>()?;
+        let lp_asked = lp_asked.flatten_all()?.to_vec1::<f32>()?;
+        for (j, &i) in reduced.iter().enumerate() {
+            let i = i as usize;
+            out[i] = Some(match needs[i] {
+                RowNeed::Logprob(_) => RowResult::Logprob(lp_asked[j]),
+                _ if lp_chosen[j].is_finite() => RowResult::Chosen(ids[j], lp_chosen[j]),
+                // NaN/inf logits: the host path knows how to treat (or reject) them.
+                _ => RowResult::Full(logits.get(i)?.to_vec1::<f32>()?),
+            });
+        }
+    }
+    let full: Vec<u32> = (0..needs.len() as u32)
+        .filter(|&i| out[i as usize].is_none())
+        .collect();
+    if !full.is_empty() {
+        let rows = logits
+            .index_select(&Tensor::new(full.as_slice(), dev)?, 0)?
+            .to_vec2::<f32>()?;
+        for (&i, row) in full.iter().zip(rows) {
+            out[i as usize] = Some(RowResult::Full(row));
+        }
+    }
+    out.into_iter()
+        .map(|r| r.ok_or_else(|| ShardError::InvalidArgument("a logits row was not read".into())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::{argmax, log_softmax_in_place};
+    use candle_core::Device;
+
+    #[test]
+    fn device_path_matches_the_host_computation() -> Result<()> {
+        let (r, v) = (6, 3000);
+        let logits = Tensor::randn(0f32, 3.0, (r, v), &Device::Cpu)?;
+        let host = logits.to_vec2::<f32>()?;
+        let needs = [
+            RowNeed::Greedy,
+            RowNeed::Full,
+            RowNeed::Logprob(17),
+            RowNeed::Greedy,
+            RowNeed::Logprob(2999),
+            RowNeed::Full,
+        ];
+        let got = on_device(&logits, &needs)?;
+        for (i, (need, res)) in needs.iter().zip(&got).enumerate() {
+            let mut row = host[i].clone();
+            let best = argmax(&row);
+            log_softmax_in_place(&mut row);
+            match (need, res) {
+                (RowNeed::Greedy, RowResult::Chosen(id, lp)) => {
+                    assert_eq!(Some(*id), best);
+                    assert!(
+                        (lp - row[*id as usize]).abs() < 1e-5,
+                        "{lp} vs {}",
+                        row[*id as usize]
+                    );
+                }
+                (RowNeed::Logprob(id), RowResult::Logprob(lp)) => {
+                    assert!((lp - row[*id as usize]).abs() < 1e-5);
+                }
+                (RowNeed::Full, RowResult::Full(x)) => assert_eq!(x, &host[i]),
+                other => panic!("row {i}: unexpected {other:?}"),
+            }
+        }
+        // On the CPU, `read` hands every row over whole.
+        assert!(read(&logits, &needs)?
+            .iter()
+            .zip(&host)
+            .all(|(r, h)| r == &RowResult::Full(h.clone())));
+        Ok(())
+    }
+
+    #[test]
+    fn an_out_of_vocabulary_logprob_is_an_error() -> Result<()> {
+        let logits = Tensor::zeros((1, 10), DType::F32, &Device::Cpu)?;
+        assert!(on_device(&logits, &[RowNeed::Logprob(10)]).is_err());
+        Ok(())
+    }
+}
