@@ -4,6 +4,7 @@
 
 use crate::error::BenchError;
 use crate::shard_client::ShardClient;
+use crate::stats::percentile;
 
 /// Every rank of one model: each RPC goes to all of them concurrently, as the router's
 /// sharded client sends it; the cached batch is taken from rank 0.
@@ -167,23 +168,18 @@ async fn run_once(
     Ok((prefill_ns, steps))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
-/// Runs `runs` times (after one untimed run) and reports medians.
+/// Runs `runs` times (after one untimed run) and reports medians. Batch ids start at
+/// `first_batch_id` (`runs + 1` ids are used); a caller sharing the shard with a router picks
+/// ids the router will not use, since the shard keys its cached batches by id.
 pub async fn bench(
     client: &Shards,
     batch_size: u32,
     sequence_length: u32,
     decode_length: u32,
     runs: u32,
+    first_batch_id: u64,
 ) -> Result<DecodeResult, BenchError> {
-    let base = u64::from(batch_size) * 100;
+    let base = first_batch_id;
     run_once(
         client,
         base,

@@ -20,4 +20,13 @@ pub enum BenchError {
     /// The shard answered something unexpected.
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// Could not start the launcher (or it exited before the router was ready).
+    #[error("starting the launcher: {0}")]
+    Launch(String),
+    /// An HTTP request to the router failed at the transport level or with an error status.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The command-line arguments do not describe a run.
+    #[error("{0}")]
+    Usage(String),
 }

@@ -1,13 +1,10 @@
 //! `text-generation-benchmark`: measures a shard's prefill and decode directly over gRPC, the
 //! way TGI's benchmark tool does, and prints a Markdown table (plus JSON lines with --json).
 
-mod decode;
-mod error;
-mod shard_client;
-
 use clap::Parser;
-use error::BenchError;
 use std::path::PathBuf;
+use text_generation_benchmark::error::BenchError;
+use text_generation_benchmark::{decode, shard_client};
 
 /// Shard benchmark.
 #[derive(Debug, Parser)]
@@ -87,6 +84,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
             args.sequence_length,
             args.decode_length,
             args.runs,
+            u64::from(b) * 100,
         )
         .await?;
         println!(
