@@ -43,7 +43,8 @@ pub struct ServeArgs {
     /// Revision (accepted for TGI compatibility; local models have none).
     #[arg(long)]
     pub revision: Option<String>,
-    /// Set by the launcher when the model is split over several shards.
+    /// Set by the launcher when the model is split over several shards. On a GPU with
+    /// `WORLD_SIZE=1` it still runs the NCCL collectives (builds with the `nccl` feature).
     #[arg(long)]
     pub sharded: bool,
     /// Weight quantization (TGI names). Not supported yet: the shard refuses to start with it.
@@ -97,7 +98,8 @@ pub struct ServeArgs {
     /// Number of shards.
     #[arg(long, env = "WORLD_SIZE", default_value_t = 1)]
     pub world_size: usize,
-    /// Seconds to wait for the other shards at startup (tensor parallelism).
+    /// Seconds to wait for the other shards at startup (tensor parallelism): for the CPU
+    /// communicator's connections, or for rank 0's NCCL unique id on GPUs.
     #[arg(long, env = "SHARD_RENDEZVOUS_TIMEOUT", default_value_t = 300)]
     pub rendezvous_timeout: u64,
     /// Rendezvous address for tensor parallelism.

@@ -4,6 +4,7 @@
 
 mod cli;
 
+use candle_core::Device;
 use clap::Parser;
 use cli::{Cli, Command, DtypeArg, ServeArgs};
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use text_generation_proto::v3::text_generation_service_server::TextGenerationServiceServer;
 use text_generation_shard::engine::{Engine, EngineConfig, KvBudget};
 use text_generation_shard::models::{load_model, LoadOptions};
-use text_generation_shard::parallel::{Comm, CpuCommunicator, SingleProcess};
+use text_generation_shard::parallel::{Backend, Comm, CpuCommunicator, SingleProcess};
 use text_generation_shard::server::ShardService;
 use text_generation_shard::ShardError;
 
@@ -66,20 +67,59 @@ fn main() {
     }
 }
 
-/// The ranks of one model meet next to their sockets (`<uds-path>-comm/`).
-fn communicator(args: &ServeArgs, world_size: usize) -> Result<Comm, ShardError> {
-    if world_size == 1 {
-        return Ok(Arc::new(SingleProcess));
-    }
-    let dir = CpuCommunicator::rendezvous_dir(std::path::Path::new(&args.uds_path));
-    tracing::info!(rank = args.rank, world_size, dir = %dir.display(), "joining the other shards");
-    let comm = CpuCommunicator::connect(
-        args.rank,
+/// The communicator between the ranks of one model ([`Backend::select`]); the ranks meet
+/// next to their sockets (`<uds-path>-comm/`).
+fn communicator(args: &ServeArgs, world_size: usize, device: &Device) -> Result<Comm, ShardError> {
+    let backend = Backend::select(
+        device.is_cuda(),
+        args.sharded,
         world_size,
-        &dir,
-        Duration::from_secs(args.rendezvous_timeout),
+        cfg!(feature = "nccl"),
     )?;
+    let dir = CpuCommunicator::rendezvous_dir(std::path::Path::new(&args.uds_path));
+    let timeout = Duration::from_secs(args.rendezvous_timeout);
+    tracing::info!(
+        backend = backend.name(),
+        rank = args.rank,
+        world_size,
+        "tensor-parallel communicator"
+    );
+    match backend {
+        Backend::Single => Ok(Arc::new(SingleProcess)),
+        Backend::Cpu => {
+            tracing::info!(rank = args.rank, world_size, dir = %dir.display(), "joining the other shards");
+            let comm = CpuCommunicator::connect(args.rank, world_size, &dir, timeout)?;
+            Ok(Arc::new(comm))
+        }
+        Backend::Nccl => nccl(args.rank, world_size, device, &dir, timeout),
+    }
+}
+
+#[cfg(feature = "nccl")]
+fn nccl(
+    rank: usize,
+    world_size: usize,
+    device: &Device,
+    dir: &std::path::Path,
+    timeout: Duration,
+) -> Result<Comm, ShardError> {
+    use text_generation_shard::parallel::NcclCommunicator;
+    let comm = NcclCommunicator::connect(rank, world_size, device, dir, timeout)?;
     Ok(Arc::new(comm))
+}
+
+/// Never chosen without the feature ([`Backend::select`] only picks NCCL when it is built).
+#[cfg(not(feature = "nccl"))]
+fn nccl(
+    _rank: usize,
+    _world_size: usize,
+    _device: &Device,
+    _dir: &std::path::Path,
+    _timeout: Duration,
+) -> Result<Comm, ShardError> {
+    Err(ShardError::InvalidArgument(
+        "this binary was built without the NCCL communicator: build with `--features nccl`".into(),
+    ))
 }
 
 fn run(args: ServeArgs) -> Result<(), ShardError> {
@@ -96,6 +136,12 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
     let world_size = if args.sharded {
         args.world_size.max(1)
     } else {
+        if args.world_size > 1 {
+            tracing::warn!(
+                world_size = args.world_size,
+                "WORLD_SIZE is ignored without --sharded: serving the whole model on this rank"
+            );
+        }
         1
     };
     if args.rank >= world_size {
@@ -110,10 +156,12 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
         DtypeArg::Float32 => candle_core::DType::F32,
     });
     let started = std::time::Instant::now();
+    let device = text_generation_shard::device::select_device(args.rank)?;
+    let comm = communicator(&args, world_size, &device)?;
     let opts = LoadOptions {
         dtype,
-        device: text_generation_shard::device::select_device(args.rank)?,
-        comm: communicator(&args, world_size)?,
+        device,
+        comm,
     };
     let loaded = load_model(&args.model_id, &opts)?;
     tracing::info!(model = %args.model_id.display(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");

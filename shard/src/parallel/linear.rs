@@ -1,6 +1,8 @@
 //! Tensor-parallel layers as TGI shards them: column-parallel (output split, no
 //! communication), row-parallel (input split, all-reduce, bias on rank 0), vocab-parallel
 //! embedding (all-reduce) and lm_head (all-gather of logits).
+//!
+//! The collectives run whatever the world size; with one rank the weights stay whole.
 
 use super::{Comm, Split};
 use crate::error::{Result, ShardError};
@@ -84,14 +86,11 @@ impl RowParallelLinear {
         })
     }
 
-    /// `[T, local in]` -> `[T, out]`, summed over ranks.
+    /// `[T, local in]` -> `[T, out]`, summed over ranks (the all-reduce runs for one rank
+    /// too: it is the identity there, or NCCL's own for `--sharded` on one GPU).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.linear.forward(x)?;
-        if self.comm.world_size() == 1 {
-            Ok(y)
-        } else {
-            self.comm.all_reduce_sum(&y)
-        }
+        self.comm.all_reduce_sum(&y)
     }
 }
 
@@ -143,7 +142,9 @@ impl VocabParallelEmbedding {
         let device = self.weight.device();
         if self.comm.world_size() == 1 {
             let ids = Tensor::new(ids, device)?;
-            return Ok(self.weight.index_select(&ids, 0)?);
+            return self
+                .comm
+                .all_reduce_sum(&self.weight.index_select(&ids, 0)?);
         }
         let local: Vec<u32> = ids
             .iter()
@@ -188,10 +189,6 @@ impl ParallelLmHead {
     /// `[R, hidden]` -> `[R, vocab]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.linear.forward(x)?;
-        if self.comm.world_size() == 1 {
-            Ok(y)
-        } else {
-            self.comm.all_gather(&y.contiguous()?, 1)
-        }
+        self.comm.all_gather(&y.contiguous()?, 1)
     }
 }
