@@ -43,10 +43,12 @@ struct Args {
     /// Simultaneous streams per level (repeatable).
     #[arg(long = "streams", default_values_t = vec![1usize, 64, 256])]
     streams: Vec<usize>,
-    /// Prompt length in tokens (the prompt is left-truncated to exactly this). The default 8
-    /// lets 64 prompts share one 512-token prefill step (the launcher's CPU budget), so a
-    /// 256-stream round is at its full batch after 4 steps and decodes at it for the rest.
-    #[arg(long, default_value_t = 8)]
+    /// Prompt length in tokens (the prompt is left-truncated to exactly this). Short by
+    /// default so that a whole 256-stream round fits the 512-token prefill budget the launcher
+    /// picks without a GPU: the round is then prefilled in one step and decoded as one batch,
+    /// and its inter-token latency compares with the shard's decode step at that batch. With
+    /// longer prompts the router ramps the batch up over several (chunked) prefill steps.
+    #[arg(long, default_value_t = 2)]
     prompt_tokens: u32,
     /// Tokens generated per request (greedy; the run checks none stopped early).
     #[arg(long, default_value_t = 32)]
@@ -61,7 +63,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     warmup_rounds: usize,
     /// Timed runs of the direct shard measurement per level.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 3)]
     shard_runs: u32,
     /// Skip the direct shard measurement.
     #[arg(long)]
@@ -244,6 +246,9 @@ async fn level_run(
     let after = metrics::scrape(client, base).await;
     let mut r = report::summarize(n, args.max_new_tokens, &records, rounds, wall.as_secs_f64());
     r.batch_max = samples.iter().copied().reduce(f64::max);
+    r.batch_at_max_share = r
+        .batch_max
+        .map(|m| samples.iter().filter(|&&s| s == m).count() as f64 / samples.len() as f64);
     if let (Some(b), Some(a)) = (before, after) {
         let d = metrics::StepCounters::read(&b).since(&metrics::StepCounters::read(&a));
         r.router_decode_step_ms = d.router_step_ms;

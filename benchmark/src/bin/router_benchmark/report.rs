@@ -35,6 +35,9 @@ pub struct LevelResult {
     pub itl_ms: Summary,
     /// Largest `tgi_batch_current_size` sampled during the rounds.
     pub batch_max: Option<f64>,
+    /// Share of the batch-size samples at `batch_max` (time-weighted: how much of the run the
+    /// router spent at its largest batch).
+    pub batch_at_max_share: Option<f64>,
     /// Tokens generated per forward step of the router (token events over prefill + decode
     /// steps): the mean batch over the rounds, ramp-up and drain included.
     pub batch_mean: Option<f64>,
@@ -88,6 +91,7 @@ pub fn summarize(
         ttft_ms: Summary::of(&ttft),
         itl_ms: Summary::of(&itl),
         batch_max: None,
+        batch_at_max_share: None,
         batch_mean: None,
         tokens,
         router_decode_step_ms: None,
