@@ -43,7 +43,7 @@ pub fn kv_budget_bytes_cuda(device: &Device, fraction: f32) -> Result<usize> {
 mod cuda {
     use super::*;
     use crate::error::ShardError;
-    use candle_core::cuda_backend::cudarc::driver::CudaContext;
+    use candle_core::cuda_backend::cudarc::driver::{sys, CudaContext};
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     const NO_DRIVER: &str = "CUDA requested but no NVIDIA driver found (libcuda.so.1 is not \
@@ -71,8 +71,40 @@ mod cuda {
             // stream, so cudarc's per-argument event tracking, which only orders use across
             // streams, protects nothing here and costs an event record on every launch.
             unsafe { d.disable_event_tracking() };
+            keep_freed_memory(d)?;
         }
         Ok(device)
+    }
+
+    /// The default memory pool, which candle's stream-ordered allocations come from.
+    fn default_pool(d: &candle_core::CudaDevice) -> Result<sys::CUmemoryPool> {
+        let ctx = d.cuda_stream().context().clone();
+        ctx.bind_to_thread()
+            .map_err(|e| ShardError::InvalidArgument(format!("CUDA context: {e}")))?;
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        // SAFETY: a valid device handle and an out pointer to a local.
+        unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) }
+            .result()
+            .map_err(|e| ShardError::InvalidArgument(format!("CUDA memory pool: {e}")))?;
+        Ok(pool)
+    }
+
+    /// Lets the pool keep freed memory across synchronisations. With the default threshold
+    /// of 0 every sync (one per step) hands freed memory back to the driver, and the next
+    /// step's hundreds of allocations map it again.
+    fn keep_freed_memory(d: &candle_core::CudaDevice) -> Result<()> {
+        let pool = default_pool(d)?;
+        let mut threshold = u64::MAX;
+        // SAFETY: the attribute takes a u64 by pointer.
+        unsafe {
+            sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            )
+        }
+        .result()
+        .map_err(|e| ShardError::InvalidArgument(format!("CUDA memory pool threshold: {e}")))
     }
 
     /// Runs a driver call, turning the loader's panic into the no-driver error.
@@ -86,8 +118,14 @@ mod cuda {
                 "--cuda-memory-fraction must be in [0, 1], got {fraction}"
             )));
         }
-        // Frees queued on the stream only show up in the free count after a sync.
+        // Frees queued on the stream only show up in the free count after a sync, and memory
+        // the pool keeps (see keep_freed_memory) only once it is trimmed.
         device.synchronize()?;
+        let pool = default_pool(device.as_cuda_device()?)?;
+        // SAFETY: trimming a valid pool after a sync releases only unused memory.
+        unsafe { sys::cuMemPoolTrimTo(pool, 0) }
+            .result()
+            .map_err(|e| ShardError::InvalidArgument(format!("CUDA memory pool trim: {e}")))?;
         let stream = device.as_cuda_device()?.cuda_stream();
         let (free, total) = stream.context().mem_get_info().map_err(|e| {
             ShardError::InvalidArgument(format!("cannot read free GPU memory: {e}"))

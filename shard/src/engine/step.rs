@@ -59,8 +59,16 @@ impl Engine {
                 }
             })
             .collect();
+        // The forward only queues device work; this is the host's share of it.
+        let queued = start.elapsed();
         let rows = logits::read(&logits, &needs)?;
         let forward_ns = start.elapsed().as_nanos() as u64;
+        tracing::debug!(
+            tokens = input.input_ids.len(),
+            queued_us = queued.as_micros() as u64,
+            forward_us = forward_ns / 1000,
+            "forward"
+        );
 
         let decode_start = Instant::now();
         for r in requests.iter_mut() {

@@ -4,11 +4,13 @@
 
 mod attention;
 mod fused;
+mod softmax;
 #[cfg(test)]
 mod tests;
 
 pub use attention::{paged_attention, PagedAttentionArgs, SPLIT};
 pub use fused::{add_rms_norm, rope_qkv, silu_mul, write_kv};
+pub use softmax::masked_softmax;
 
 use crate::error::{Result, ShardError};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DeviceRepr};

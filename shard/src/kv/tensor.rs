@@ -77,6 +77,10 @@ struct Piece {
     gather: Tensor,
     /// `[seqs, 1, queries, keys]` f32, 0 where a query may attend, `MASKED` elsewhere.
     mask: Tensor,
+    /// `[seqs * queries, 2]` u32: first and last key each query may attend to (for the fused
+    /// softmax kernel).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    bounds: Tensor,
     seqs: usize,
     queries: usize,
     keys: usize,
@@ -297,10 +301,16 @@ impl TensorPagedCache {
             Some(&first) if consecutive => Rows::Range(first as usize, rows.len()),
             _ => Rows::Index(Tensor::from_slice(rows, rows.len(), dev)?),
         };
+        let bounds: Vec<u32> = lo_rel
+            .iter()
+            .zip(hi_rel)
+            .flat_map(|(&l, &h)| [l, h])
+            .collect();
         Ok(Piece {
             rows,
             gather: Tensor::from_slice(gather, gather.len(), dev)?,
             mask,
+            bounds: Tensor::from_vec(bounds, (r, 2), dev)?,
             seqs,
             queries,
             keys,
@@ -330,15 +340,8 @@ impl TensorPagedCache {
                 .contiguous()?)
         };
         let (k, v) = (gather(&self.keys[layer])?, gather(&self.values[layer])?);
-        let scores = q
-            .matmul(&k.t()?)?
-            .to_dtype(DType::F32)?
-            .affine(scale, 0.0)?
-            .reshape((b, heads, n, l))?
-            .broadcast_add(&p.mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?
-            .to_dtype(self.dtype)?
-            .reshape((b, kvh, g * n, l))?;
+        let scores = q.matmul(&k.t()?)?.reshape((b, heads, n, l))?;
+        let probs = masked_softmax(&scores, p, scale, self.dtype)?.reshape((b, kvh, g * n, l))?;
         Ok(probs
             .matmul(&v)?
             .reshape((b, kvh, g, n, d))?
@@ -346,6 +349,19 @@ impl TensorPagedCache {
             .contiguous()?
             .reshape((b * n, heads * d))?)
     }
+}
+
+/// Softmax of the scaled scores where each query may attend; a single kernel on CUDA.
+fn masked_softmax(scores: &Tensor, p: &Piece, scale: f64, dtype: DType) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if scores.device().is_cuda() {
+        return crate::kernels::masked_softmax(scores, &p.bounds, scale as f32);
+    }
+    let scores = scores
+        .to_dtype(DType::F32)?
+        .affine(scale, 0.0)?
+        .broadcast_add(&p.mask)?;
+    Ok(candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?)
 }
 
 impl PagedAttention for TensorPagedCache {
