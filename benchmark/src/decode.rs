@@ -101,8 +101,9 @@ pub async fn warmup(shards: &Shards, max_prefill_tokens: u32) -> Result<(), Benc
         .map(|_| ())
 }
 
-/// One prefill + decode run: (prefill ns, step ns...).
-async fn run_once(
+/// One prefill + decode run of `batch_size` requests (ids `batch_id * 1000 + i`) until every
+/// request has generated `decode_length` tokens: (prefill ns, ns of each decode step).
+pub async fn run_once(
     shards: &Shards,
     batch_id: u64,
     batch_size: u32,

@@ -56,7 +56,8 @@ fn shard_binary() -> PathBuf {
 }
 
 /// Starts `world` ranks of a shard on `model` with a KV budget of `kv_tokens` each and waits
-/// for their sockets (rank order).
+/// for their sockets (rank order). With `SHARD_LOG_LEVEL` set (e.g. `debug`) the shards log at
+/// that level to this process' stdout.
 pub fn spawn(
     model: &Path,
     world: usize,
@@ -66,6 +67,9 @@ pub fn spawn(
     let dir =
         std::sync::Arc::new(tempfile::tempdir().map_err(|e| BenchError::Spawn(e.to_string()))?);
     let base = dir.path().join("bench");
+    // SHARD_LOG_LEVEL=debug shows the shards' logs (per-forward timings among them).
+    let shard_logs = std::env::var("SHARD_LOG_LEVEL").ok();
+    let log_level = shard_logs.clone().unwrap_or_else(|| "warn".into());
     let mut children = Vec::new();
     for rank in 0..world {
         let mut cmd = Command::new(shard_binary());
@@ -77,12 +81,16 @@ pub fn spawn(
                 "--max-batch-total-tokens",
                 &kv_tokens.to_string(),
                 "--logger-level",
-                "warn",
+                &log_level,
             ])
             .args(extra)
             .env("RANK", rank.to_string())
             .env("WORLD_SIZE", world.to_string())
-            .stdout(Stdio::null())
+            .stdout(if shard_logs.is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::inherit());
         if world > 1 {
             cmd.arg("--sharded");

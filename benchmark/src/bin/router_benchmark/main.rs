@@ -7,6 +7,7 @@
 //! connects to a running router with `--url` (pass its shard sockets with `--uds-path` for the
 //! direct comparison). Prints a Markdown table, plus JSON lines with `--json`.
 
+mod direct;
 mod load;
 mod metrics;
 mod report;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use text_generation_benchmark::error::BenchError;
+use text_generation_benchmark::stats::Summary;
 use text_generation_benchmark::{decode, shard_client};
 
 /// Router benchmark.
@@ -62,10 +64,7 @@ struct Args {
     /// Untimed rounds before each level (connections, allocator and caches warm up).
     #[arg(long, default_value_t = 1)]
     warmup_rounds: usize,
-    /// Timed runs of the direct shard measurement per level.
-    #[arg(long, default_value_t = 3)]
-    shard_runs: u32,
-    /// Skip the direct shard measurement.
+    /// Skip the direct shard measurement (by default one direct run follows each round).
     #[arg(long)]
     no_shard: bool,
     /// Interval between samples of the router's batch size gauge, in milliseconds.
@@ -174,7 +173,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
     println!(
         "Latencies in ms; prompt {} tokens, {} new tokens, {} timed round(s) per level. \
          ITL: gaps between token events at the client. Added per token: ITL p50 minus the \
-         shard's decode step p50 measured directly at the batch size the router reached.",
+         p50 decode step of the shard measured directly over gRPC, at the batch size the \
+         router reached, in runs alternating with the HTTP rounds.",
         results
             .first()
             .map_or(args.prompt_tokens, |r| r.prompt_tokens),
@@ -208,8 +208,8 @@ async fn describe_router(client: &reqwest::Client, base: &str) {
     }
 }
 
-/// One concurrency level: warm-up rounds, timed rounds with the batch size sampled, then the
-/// direct shard measurement at the batch size the router reached.
+/// One concurrency level: warm-up rounds, then timed rounds with the batch size sampled, each
+/// followed by one direct shard run at the largest batch size seen.
 async fn level_run(
     args: &Args,
     client: &reqwest::Client,
@@ -219,16 +219,18 @@ async fn level_run(
     shards: Option<&decode::Shards>,
     first_batch_id: u64,
 ) -> Result<report::LevelResult, BenchError> {
+    let sample_every = Duration::from_millis(args.sample_ms.max(1));
+    let sampler = metrics::BatchSampler::start(client.clone(), base.to_string(), sample_every);
     for i in 0..args.warmup_rounds {
         eprintln!("streams {n}: warm-up round {}", i + 1);
         load::round(client, spec, n).await?;
     }
+    let warm_max = sampler.finish().await.into_iter().reduce(f64::max);
+
     let before = metrics::scrape(client, base).await;
-    let sampler = metrics::BatchSampler::start(
-        client.clone(),
-        base.to_string(),
-        Duration::from_millis(args.sample_ms.max(1)),
-    );
+    let sampler = metrics::BatchSampler::start(client.clone(), base.to_string(), sample_every);
+    let mut direct: Option<direct::Direct> = None;
+    let mut direct_failed = shards.is_none();
     let mut records = Vec::new();
     let mut wall = Duration::ZERO;
     let mut rounds = 0;
@@ -237,6 +239,36 @@ async fn level_run(
         records.extend(recs);
         wall += took;
         rounds += 1;
+        // The router is idle between rounds, so the shard serves only this run.
+        if let (Some(s), None, false) = (shards, &direct, direct_failed) {
+            // Most tokens of a round come from its full batch, the largest size sampled so
+            // far (one round is enough to reach it); a round too short for a sample is taken
+            // to have batched all its streams.
+            let seen = warm_max.map(|m| m.round() as u64).max(sampler.max_so_far());
+            let batch = seen.map_or(n as u32, |m| m as u32).max(1);
+            eprintln!("streams {n}: direct shard runs at batch {batch}");
+            let start = direct::Direct::start(
+                s,
+                batch,
+                args.prompt_tokens,
+                args.max_new_tokens,
+                first_batch_id,
+            );
+            match start.await {
+                Ok(d) => direct = Some(d),
+                Err(e) => {
+                    eprintln!("streams {n}: direct shard measurement failed: {e}");
+                    direct_failed = true;
+                }
+            }
+        }
+        if let Some(d) = &mut direct {
+            if let Err(e) = d.timed_run().await {
+                eprintln!("streams {n}: direct shard measurement failed: {e}");
+                direct = None;
+                direct_failed = true;
+            }
+        }
     }
     eprintln!(
         "streams {n}: {rounds} timed rounds in {:.1} s",
@@ -257,33 +289,25 @@ async fn level_run(
         // Every step gives each request in the batch one token (prompts fit in one chunk).
         r.batch_mean = (steps > 0.0).then(|| r.tokens as f64 / steps);
     }
-    if let Some(shards) = shards {
-        // Most tokens of a round come from its full batch, the largest size sampled; a round
-        // too short for a sample is taken to have batched all its streams.
-        let batch = r.batch_max.map_or(n as u32, |m| m.round() as u32).max(1);
-        let prompt = if r.prompt_tokens > 0 {
-            r.prompt_tokens
-        } else {
-            args.prompt_tokens
-        };
-        eprintln!("streams {n}: direct shard decode at batch {batch}");
-        let direct = decode::bench(
-            shards,
-            batch,
-            prompt,
-            args.max_new_tokens,
-            args.shard_runs,
-            first_batch_id,
-        )
-        .await;
-        match direct {
-            Ok(d) => {
-                r.shard_batch = Some(batch);
-                r.shard_decode_step_ms = Some(d.decode_step_ms);
-                r.added_ms_per_token = Some(r.itl_ms.p50 - d.decode_step_ms);
-            }
-            Err(e) => eprintln!("streams {n}: direct shard measurement failed: {e}"),
+    if let (Some(m), Some(d)) = (r.batch_max, &direct) {
+        if m.round() as u32 != d.batch {
+            eprintln!(
+                "streams {n}: the timed rounds reached batch {m}, the direct runs used {}",
+                d.batch
+            );
         }
+    }
+    if r.prompt_tokens != 0 && r.prompt_tokens != args.prompt_tokens {
+        eprintln!(
+            "streams {n}: the router reported {} prompt tokens, the direct runs used {}",
+            r.prompt_tokens, args.prompt_tokens
+        );
+    }
+    if let Some(d) = direct.filter(|d| !d.steps_ms.is_empty()) {
+        let step = Summary::of(&d.steps_ms).p50;
+        r.shard_batch = Some(d.batch);
+        r.shard_decode_step_ms = Some(step);
+        r.added_ms_per_token = Some(r.itl_ms.p50 - step);
     }
     Ok(r)
 }

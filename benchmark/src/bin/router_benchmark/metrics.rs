@@ -2,7 +2,7 @@
 //! from the `tgi_batch_current_size` gauge while a level runs) and the mean duration of its
 //! decode steps (deltas of histogram sums and counts around a level).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,6 +104,8 @@ pub struct StepDeltas {
 /// running, e.g. between rounds) are dropped.
 pub struct BatchSampler {
     stop: Arc<AtomicBool>,
+    // Largest sample so far (as whole batch sizes; 0 before any).
+    max: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<Vec<f64>>,
 }
 
@@ -111,13 +113,17 @@ impl BatchSampler {
     /// Starts sampling `base`'s metrics.
     pub fn start(client: reqwest::Client, base: String, every: Duration) -> BatchSampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let max = Arc::new(AtomicU64::new(0));
+        let (flag, largest) = (stop.clone(), max.clone());
         let task = tokio::spawn(async move {
             let mut samples = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 if let Some(text) = scrape(&client, &base).await {
                     match value(&text, "tgi_batch_current_size", &[]) {
-                        Some(v) if v > 0.0 => samples.push(v),
+                        Some(v) if v > 0.0 => {
+                            samples.push(v);
+                            largest.fetch_max(v.round() as u64, Ordering::Relaxed);
+                        }
                         _ => {}
                     }
                 }
@@ -125,7 +131,12 @@ impl BatchSampler {
             }
             samples
         });
-        BatchSampler { stop, task }
+        BatchSampler { stop, max, task }
+    }
+
+    /// The largest batch size sampled so far.
+    pub fn max_so_far(&self) -> Option<u64> {
+        Some(self.max.load(Ordering::Relaxed)).filter(|&m| m > 0)
     }
 
     /// Stops and returns the non-zero samples.
