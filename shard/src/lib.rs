@@ -16,6 +16,7 @@ pub mod models;
 pub mod parallel;
 pub mod sampling;
 pub mod server;
+pub mod timer;
 pub mod weights;
 
 pub use error::{Result, ShardError};

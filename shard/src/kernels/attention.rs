@@ -5,11 +5,35 @@ use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
-/// Key positions one block handles (`PA_SPLIT` in the kernel).
-pub const SPLIT: usize = 512;
+/// Most key positions one block handles (shared memory holds their scores and slots).
+const MAX_SPLIT: usize = 512;
+/// Fewest key positions worth a block of their own.
+const MIN_SPLIT: usize = 64;
+/// Blocks to aim for: two per SM of an H100, so batch-1 decode fills the GPU.
+const TARGET_BLOCKS: usize = 264;
 const THREADS: u32 = 128;
+
+/// Whether the kernel handles heads of `head_dim` in `dtype`: a power-of-two number of
+/// 16-byte vectors per row, at most 32 (a warp's lanes).
+pub fn paged_attention_supported(head_dim: usize, dtype: DType) -> bool {
+    let vec = 16 / dtype.size_in_bytes().max(1);
+    let lanes = head_dim / vec;
+    suffix(dtype).is_ok() && head_dim.is_multiple_of(vec) && lanes.is_power_of_two() && lanes <= 32
+}
+
+/// `(num_splits, split_len)` for `rows` (token, head) pairs attending to up to `keys` keys.
+fn splits(rows: usize, keys: usize) -> (usize, usize) {
+    let keys = keys.max(1);
+    let n = TARGET_BLOCKS
+        .div_ceil(rows.max(1))
+        .min(keys.div_ceil(MIN_SPLIT))
+        .max(keys.div_ceil(MAX_SPLIT))
+        .max(1);
+    let len = keys.div_ceil(n).next_multiple_of(32).min(MAX_SPLIT);
+    (keys.div_ceil(len), len)
+}
 
 /// Per-forward inputs of [`paged_attention`], uploaded once and shared by every layer.
 #[derive(Debug)]
@@ -22,8 +46,8 @@ pub struct PagedAttentionArgs {
     pub seq_off: Tensor,
     /// u32 slots of every position of every sequence, concatenated.
     pub slot_table: Tensor,
-    /// Key splits of the longest range a query attends to: `ceil(keys / SPLIT)`.
-    pub num_splits: usize,
+    /// Longest key range a query attends to.
+    pub max_keys: usize,
     /// Attend to the last `window` positions only (0: all).
     pub window: usize,
     /// Softmax scale.
@@ -56,8 +80,18 @@ pub fn paged_attention(
         "paged_attention",
         ptx::PAGED_ATTENTION,
     )?;
-    let splits = args.num_splits.max(1);
-    let q = q.to_dtype(dtype)?.contiguous()?;
+    if !paged_attention_supported(d, dtype) {
+        return Err(ShardError::InvalidArgument(format!(
+            "paged_attention: head dim {d} in {dtype:?} is not supported"
+        )));
+    }
+    let (splits, split_len) = splits(t * heads, args.max_keys);
+    let vec = 16 / dtype.size_in_bytes();
+    let mut q = q.to_dtype(dtype)?.contiguous()?;
+    if !q.layout().start_offset().is_multiple_of(vec) {
+        // The kernel reads q with 16-byte loads.
+        q = q.copy()?;
+    }
     with_float_type!(dtype, T, {
         let (qs, ql) = q.storage_and_layout();
         let (ks, kl) = k_cache.storage_and_layout();
@@ -95,16 +129,18 @@ pub fn paged_attention(
             d as i32,
             splits as i32,
         );
+        let len_i = split_len as i32;
         b.arg(&args.scale)
             .arg(&window)
             .arg(&h_i)
             .arg(&kvh_i)
             .arg(&d_i)
-            .arg(&s_i);
+            .arg(&s_i)
+            .arg(&len_i);
         let cfg = LaunchConfig {
             grid_dim: (splits as u32, heads as u32, t as u32),
             block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: ((d + SPLIT) * 4 + SPLIT * 4) as u32,
+            shared_mem_bytes: (split_len * 8 + THREADS as usize * vec * 4) as u32,
         };
         if t > 0 {
             // SAFETY: shapes checked above, slots and positions checked by the caller.
@@ -128,4 +164,21 @@ pub fn paged_attention(
         }
         Ok(wrap(out, &dev, (t, heads * d)))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_fill_the_gpu_and_respect_the_bounds() {
+        // Batch 1, 32 heads, 150 keys: several splits of at least 32 keys.
+        let (n, len) = splits(32, 150);
+        assert!(n >= 2 && len >= 32 && n * len >= 150 && (n - 1) * len < 150);
+        // Large batches: one split per row unless the range exceeds the maximum.
+        assert_eq!(splits(32 * 64, 300), (1, 320));
+        let (n, len) = splits(32 * 64, 1300);
+        assert!(len <= MAX_SPLIT && n * len >= 1300);
+        assert_eq!(splits(1, 1), (1, 32));
+    }
 }

@@ -3,13 +3,17 @@
 //! launcher has a candle-ops equivalent that the CPU path uses and the tests compare against.
 
 mod attention;
+#[cfg(test)]
+mod bench;
 mod fused;
+mod gemm;
 mod softmax;
 #[cfg(test)]
 mod tests;
 
-pub use attention::{paged_attention, PagedAttentionArgs, SPLIT};
+pub use attention::{paged_attention, paged_attention_supported, PagedAttentionArgs};
 pub use fused::{add_rms_norm, rope_qkv, silu_mul, write_kv};
+pub use gemm::{linear, GEMV_MAX_M};
 pub use softmax::masked_softmax;
 
 use crate::error::{Result, ShardError};

@@ -213,3 +213,26 @@ fn paged_attention_matches_the_matmul_path() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn linear_matches_candle_matmul() -> Result<()> {
+    let Some(dev) = gpu() else { return Ok(()) };
+    for dtype in DTYPES {
+        for (m, n, k) in [
+            (1, 1000, 4096),
+            (3, 512, 14336),
+            (8, 4096, 4096),
+            (9, 300, 256),
+            (40, 1024, 4096),
+        ] {
+            let x = randn((m, k), dtype, &dev)?;
+            let w = randn((n, k), dtype, &dev)?;
+            let got = linear(&x, &w)?;
+            let want = x.matmul(&w.t()?)?;
+            let e = rel_err(&got, &want)?;
+            eprintln!("linear {dtype:?} {m}x{n}x{k}: {e:.2e}");
+            assert!(e <= tol(dtype), "{e}");
+        }
+    }
+    Ok(())
+}

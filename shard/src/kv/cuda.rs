@@ -99,7 +99,9 @@ impl CudaPagedCache {
         for &s in &meta.token_seq {
             per_seq[s as usize] += 1;
         }
-        let attention = if per_seq.iter().all(|&n| n <= MAX_KERNEL_QUERIES) {
+        let (kc, _) = self.tensor.layer(0)?;
+        let kernel_ok = kernels::paged_attention_supported(kc.dim(2)?, kc.dtype());
+        let attention = if kernel_ok && per_seq.iter().all(|&n| n <= MAX_KERNEL_QUERIES) {
             let mut offsets = Vec::with_capacity(meta.seq_slots.len());
             let mut table = Vec::with_capacity(meta.seq_slots.iter().map(Vec::len).sum());
             for slots in &meta.seq_slots {
@@ -117,7 +119,7 @@ impl CudaPagedCache {
                 token_pos: Tensor::new(meta.token_pos.as_slice(), &dev)?,
                 seq_off: Tensor::new(offsets.as_slice(), &dev)?,
                 slot_table: Tensor::new(table.as_slice(), &dev)?,
-                num_splits: keys.div_ceil(kernels::SPLIT),
+                max_keys: keys,
                 window: meta.sliding_window.unwrap_or(0),
                 scale: meta.softmax_scale,
             })

@@ -59,7 +59,7 @@ impl Linear {
     /// `x`: `[tokens, in]` -> `[tokens, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
-            LinearKind::Dense(w) => x.matmul(&w.t()?)?,
+            LinearKind::Dense(w) => dense(x, w)?,
             LinearKind::CpuQuantized(q) => q.forward(&x.contiguous()?)?,
             LinearKind::Quantized(q) => q.forward(x)?,
         };
@@ -126,6 +126,16 @@ pub fn concat_rows(parts: Vec<LinearWeight>) -> Result<LinearWeight> {
         .map(|t| t.to_dtype(dtype))
         .collect::<candle_core::Result<Vec<_>>>()?;
     Ok(LinearWeight::Dense(Tensor::cat(&dense, 0)?))
+}
+
+/// `x . w^T`: the own CUDA linear (skinny kernel or plain cuBLAS GEMM) on a GPU, candle's
+/// matmul elsewhere.
+fn dense(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() && x.rank() == 2 && x.dtype() == w.dtype() {
+        return crate::kernels::linear(x, w);
+    }
+    Ok(x.matmul(&w.t()?)?)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::layers::mlp::Mlp;
 use crate::layers::rms_norm::RmsNorm;
 use crate::layers::rotary::RotaryEmbedding;
 use crate::parallel::{Comm, ParallelLmHead, VocabParallelEmbedding};
+use crate::timer::PhaseTimer;
 use crate::weights::WeightSource;
 use candle_core::{DType, Device, Tensor};
 
@@ -165,6 +166,7 @@ impl DecoderModel {
                 self.config.vocab_size
             )));
         }
+        let mut timer = PhaseTimer::start(&self.device);
         let positions = Tensor::new(input.meta.token_pos.as_slice(), &self.device)?;
         let rope = self.rotary.select(&positions)?;
         let x = self.embed.forward(&input.input_ids)?;
@@ -175,15 +177,24 @@ impl DecoderModel {
         };
         let mut h = first.input_norm.forward(&x)?;
         let mut x = x;
+        timer.mark("prologue");
         for (i, layer) in self.layers.iter().enumerate() {
             let a = layer.attention.forward(&h, &rope, i, kv, &input.meta)?;
+            timer.mark("attention");
             let (x1, h1) = layer.post_attention_norm.forward_residual(&x, &a)?;
             let m = layer.mlp.forward(&h1)?;
             let next_norm = self.layers.get(i + 1).map_or(&self.norm, |l| &l.input_norm);
             (x, h) = next_norm.forward_residual(&x1, &m)?;
+            timer.mark("mlp");
         }
         let rows = Tensor::new(input.logit_rows.as_slice(), &self.device)?;
         let x = h.index_select(&rows, 0)?;
-        Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?)
+        let logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
+        timer.mark("lm_head");
+        let phases = timer.finish();
+        if !phases.is_empty() {
+            tracing::debug!(tokens = t, "device time: {phases}");
+        }
+        Ok(logits)
     }
 }

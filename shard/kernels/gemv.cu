@@ -1,0 +1,47 @@
+// Skinny matrix product for decode: y[M, N] = x[M, K] . W[N, K]^T with M <= 8, the shape of a
+// linear layer at batch sizes where reading W dominates. One warp per output column, 16-byte
+// vector loads of W and x, every W element used for all M rows of x, fp32 accumulation.
+#include "common.cuh"
+
+template <typename T, int M>
+__device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int n,
+                     int k) {
+  constexpr int VEC = 16 / sizeof(T);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int col = blockIdx.x * (blockDim.x >> 5) + warp;
+  if (col >= n) return;
+  const uint4* wr = reinterpret_cast<const uint4*>(w + (size_t)col * k);
+  const int nvec = k / VEC;
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = 0.f;
+#pragma unroll 4
+  for (int v = lane; v < nvec; v += 32) {
+    const uint4 wv = __ldcs(wr + v);  // streamed once per step: do not keep it in L1
+    const T* we = reinterpret_cast<const T*>(&wv);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + (size_t)m * k) + v);
+      const T* xe = reinterpret_cast<const T*>(&xv);
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) acc[m] += to_f(we[e]) * to_f(xe[e]);
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float s = warp_sum(acc[m]);
+    if (lane == 0) y[(size_t)m * n + col] = from_f<T>(s);
+  }
+}
+
+#define GEMV_M(T, S, M)                                                                        \
+  extern "C" __global__ void gemv_##S##_m##M(const T* x, const T* w, T* y, int n, int k) {     \
+    gemv<T, M>(x, w, y, n, k);                                                                 \
+  }
+#define GEMV(T, S)                                                                             \
+  GEMV_M(T, S, 1) GEMV_M(T, S, 2) GEMV_M(T, S, 3) GEMV_M(T, S, 4) GEMV_M(T, S, 5)              \
+  GEMV_M(T, S, 6) GEMV_M(T, S, 7) GEMV_M(T, S, 8)
+
+GEMV(float, f32)
+GEMV(__half, f16)
+GEMV(__nv_bfloat16, bf16)

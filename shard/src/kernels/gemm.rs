@@ -1,0 +1,117 @@
+//! Dense linear layers on CUDA: `x[M, K] . W[N, K]^T`. Decode-sized inputs (M <= 8) use the
+//! own bandwidth-bound kernel of `kernels/gemv.cu`; larger ones call cuBLAS' plain GEMM
+//! (candle's matmul goes through the strided-batched entry point, whose kernel choice for
+//! skinny shapes was slower in our measurements).
+
+use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
+use crate::error::{Result, ShardError};
+use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys};
+use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{DType, Tensor};
+
+/// Largest M the skinny kernel handles.
+pub const GEMV_MAX_M: usize = 8;
+const GEMV_THREADS: u32 = 256;
+
+/// `x` (`[M, K]`) times the transpose of `w` (`[N, K]`, contiguous): `[M, N]`.
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dev = cuda_device(x, "linear input")?;
+    let (m, k) = x.dims2()?;
+    let (n, wk) = w.dims2()?;
+    let dtype = w.dtype();
+    if wk != k || x.dtype() != dtype {
+        return Err(ShardError::InvalidArgument(format!(
+            "linear: input {:?} {:?} against weight {:?} {:?}",
+            x.dims(),
+            x.dtype(),
+            w.dims(),
+            dtype
+        )));
+    }
+    let x = x.contiguous()?;
+    let vec = 16 / dtype.size_in_bytes();
+    let aligned = |t: &Tensor| t.layout().start_offset().is_multiple_of(vec);
+    if m == 0 {
+        return Ok(Tensor::zeros((0, n), dtype, x.device())?);
+    }
+    if m <= GEMV_MAX_M && k.is_multiple_of(vec) && aligned(&x) && aligned(w) && w.is_contiguous() {
+        let func = dev.get_or_load_custom_func(
+            &format!("gemv_{}_m{m}", suffix(dtype)?),
+            "gemv",
+            ptx::GEMV,
+        )?;
+        return with_float_type!(dtype, T, {
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = w.storage_and_layout();
+            let (xv, wv) = (view::<T>(&xs, xl, "x")?, view::<T>(&ws, wl, "weight")?);
+            let out = alloc::<T>(&dev, m * n)?;
+            let mut b = func.builder();
+            let (n_i, k_i) = (n as i32, k as i32);
+            b.arg(&xv).arg(&wv).arg(&out).arg(&n_i).arg(&k_i);
+            let warps = (GEMV_THREADS / 32) as usize;
+            let cfg = LaunchConfig {
+                grid_dim: (n.div_ceil(warps) as u32, 1, 1),
+                block_dim: (GEMV_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: shapes and 16-byte alignment checked above.
+            unsafe { b.launch(cfg) }.w()?;
+            Ok(wrap(out, &dev, (m, n)))
+        });
+    }
+    if !w.is_contiguous() {
+        return Ok(x.matmul(&w.t()?)?);
+    }
+    let data_type = match dtype {
+        DType::BF16 => blas_sys::cudaDataType_t::CUDA_R_16BF,
+        DType::F16 => blas_sys::cudaDataType_t::CUDA_R_16F,
+        DType::F32 => blas_sys::cudaDataType_t::CUDA_R_32F,
+        other => {
+            return Err(ShardError::InvalidArgument(format!(
+                "linear: unsupported dtype {other:?}"
+            )))
+        }
+    };
+    with_float_type!(dtype, T, {
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (xv, wv) = (view::<T>(&xs, xl, "x")?, view::<T>(&ws, wl, "weight")?);
+        let out = alloc::<T>(&dev, m * n)?;
+        let stream = dev.cuda_stream();
+        let (xp, _gx) = xv.device_ptr(&stream);
+        let (wp, _gw) = wv.device_ptr(&stream);
+        let (op, go) = out.device_ptr(&stream);
+        let (alpha, beta) = (1f32, 0f32);
+        let blas_handle = dev.cublas_handle();
+        // Column-major view: y^T [N, M] = W [N, K] (row-major, so op T) . x^T [K, M].
+        // SAFETY: pointers come from live views of the checked shapes; fp32 compute type takes
+        // f32 alpha/beta.
+        unsafe {
+            blas::gemm_ex(
+                *blas_handle.handle(),
+                blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                n as i32,
+                m as i32,
+                k as i32,
+                (&alpha as *const f32).cast(),
+                wp as *const _,
+                data_type,
+                k as i32,
+                xp as *const _,
+                data_type,
+                k as i32,
+                (&beta as *const f32).cast(),
+                op as *mut _,
+                data_type,
+                n as i32,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+            )
+        }
+        .map_err(|e| ShardError::InvalidArgument(format!("cuBLAS GEMM {m}x{n}x{k}: {e:?}")))?;
+        drop(go);
+        Ok(wrap(out, &dev, (m, n)))
+    })
+}
