@@ -121,6 +121,26 @@ pub fn listen_addr(hostname: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
+/// Listen backlog of the HTTP listeners (the kernel caps it at `net.core.somaxconn`).
+///
+/// Tokio's `TcpListener::bind` uses 128: a burst of 256 new connections overflowed the
+/// accept queue, dropped SYNs were retransmitted after 1 s and showed up as TTFT outliers.
+pub const LISTEN_BACKLOG: u32 = 2048;
+
+/// Binds a TCP listener on `addr` with SO_REUSEADDR (as tokio's `bind` does) and a
+/// [`LISTEN_BACKLOG`] accept queue. A busy port is still an error (AddrInUse).
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // Quick restarts: don't wait for TIME_WAIT sockets of the previous process.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Runs the router until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> Result<(), RouterError> {
     check_args(&args)?;
@@ -255,13 +275,14 @@ pub async fn run(args: Args) -> Result<(), RouterError> {
     );
 
     let prometheus_addr = listen_addr(&args.hostname, args.prometheus_port);
-    match tokio::net::TcpListener::bind(prometheus_addr).await {
+    match bind_listener(prometheus_addr) {
         Ok(listener) => {
             if let Ok(local) = listener.local_addr() {
                 tracing::info!("Prometheus metrics on {local}");
             }
             let app = http::metrics::prometheus_app(handle);
             tokio::spawn(async move {
+                let listener = http::server::tuned_listener(listener);
                 if let Err(err) = axum::serve(listener, app).await {
                     tracing::error!("Prometheus listener stopped: {err}");
                 }
@@ -270,8 +291,7 @@ pub async fn run(args: Args) -> Result<(), RouterError> {
         Err(err) => tracing::warn!("could not bind the Prometheus port {prometheus_addr}: {err}"),
     }
     let addr = listen_addr(&args.hostname, args.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = bind_listener(addr)
         .map_err(|e| RouterError::Webserver(format!("cannot bind {addr}: {e}")))?;
     tracing::info!("Connected");
     let local = listener.local_addr().unwrap_or(addr);
@@ -365,5 +385,80 @@ mod tests {
     fn hostname_fallback() {
         assert_eq!(listen_addr("not-an-ip", 80).to_string(), "0.0.0.0:80");
         assert_eq!(listen_addr("127.0.0.1", 81).to_string(), "127.0.0.1:81");
+    }
+
+    fn somaxconn() -> Option<u32> {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// 300 simultaneous connections, none accepted yet, all complete their handshake:
+    /// the accept queue is larger than tokio's default 128.
+    #[tokio::test]
+    async fn bind_listener_backlog_holds_300_pending_connections() {
+        const N: usize = 300;
+        match somaxconn() {
+            Some(max) if (max as usize) < N => {
+                eprintln!("skipping: net.core.somaxconn={max} < {N} caps the backlog");
+                return;
+            }
+            None => {
+                eprintln!("skipping: cannot read /proc/sys/net/core/somaxconn");
+                return;
+            }
+            Some(_) => {}
+        }
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Blocking connects on a separate thread; the listener never accepts. A SYN
+        // dropped by a full accept queue is retried after 1 s, so it would hit the
+        // per-connection timeout.
+        let clients = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let mut streams = Vec::with_capacity(N);
+            for i in 0..N {
+                let s = std::net::TcpStream::connect_timeout(
+                    &addr,
+                    std::time::Duration::from_millis(500),
+                )
+                .unwrap_or_else(|e| panic!("connection {i} of {N} failed: {e}"));
+                streams.push(s);
+            }
+            (streams, start.elapsed())
+        })
+        .await
+        .unwrap();
+        let (streams, elapsed) = clients;
+        assert_eq!(streams.len(), N);
+        assert!(
+            elapsed < std::time::Duration::from_secs(1),
+            "{N} connects took {elapsed:?}"
+        );
+        drop(listener);
+    }
+
+    /// A busy port is still an error with the same io error kind tokio's `bind` gives.
+    #[tokio::test]
+    async fn bind_listener_busy_port_fails() {
+        let first = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let err = bind_listener(addr).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        let tokio_err = tokio::net::TcpListener::bind(addr).await.unwrap_err();
+        assert_eq!(err.to_string(), tokio_err.to_string());
+    }
+
+    #[tokio::test]
+    async fn bind_listener_ipv6() {
+        // Hosts without IPv6 loopback can't bind [::1]; nothing to check there.
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("skipping: no IPv6 loopback");
+            return;
+        }
+        let l = bind_listener("[::1]:0".parse().unwrap()).unwrap();
+        assert!(l.local_addr().unwrap().is_ipv6());
     }
 }

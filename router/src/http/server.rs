@@ -12,9 +12,11 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::{ListenerExt, TapIo};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Shared state of every handler.
@@ -132,10 +134,71 @@ pub async fn shutdown_signal() {
     tracing::info!("signal received, starting graceful shutdown");
 }
 
+/// A TCP listener whose accepted connections get [`configure_accepted`] applied.
+pub type TunedListener = TapIo<TcpListener, fn(&mut TcpStream)>;
+
+/// Socket options for every accepted connection.
+///
+/// TCP_NODELAY: SSE sends many small writes; with Nagle on, the first token's write
+/// waits for the client's delayed ACK (~40 ms) on a kept-alive connection.
+pub fn configure_accepted(stream: &mut TcpStream) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY on an accepted connection: {err}");
+    }
+}
+
+/// Wraps `listener` so that each accepted connection goes through [`configure_accepted`].
+/// Used for both the API port and the Prometheus port.
+pub fn tuned_listener(listener: TcpListener) -> TunedListener {
+    listener.tap_io(configure_accepted as fn(&mut TcpStream))
+}
+
 /// Serves `app` on `listener` until a shutdown signal, draining in-flight requests.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> Result<(), RouterError> {
-    axum::serve(listener, app)
+/// Accepted connections get [`configure_accepted`] (TCP_NODELAY).
+pub async fn serve(listener: TcpListener, app: Router) -> Result<(), RouterError> {
+    axum::serve(tuned_listener(listener), app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| RouterError::Webserver(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+
+    /// The listener wrapper that `serve` (and the Prometheus port) uses hands out
+    /// connections with TCP_NODELAY set.
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut tuned = tuned_listener(listener);
+        let client = tokio::spawn(TcpStream::connect(addr));
+        let (stream, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            Listener::accept(&mut tuned),
+        )
+        .await
+        .unwrap();
+        assert!(
+            stream.nodelay().unwrap(),
+            "accepted stream lacks TCP_NODELAY"
+        );
+        client.await.unwrap().unwrap();
+    }
+
+    /// Control: a plain accepted socket does not have TCP_NODELAY on Linux, so the test
+    /// above checks the wrapper and not a kernel default.
+    #[tokio::test]
+    async fn plain_accept_has_no_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(TcpStream::connect(addr));
+        let (mut stream, _) = listener.accept().await.unwrap();
+        assert!(!stream.nodelay().unwrap());
+        configure_accepted(&mut stream);
+        assert!(stream.nodelay().unwrap());
+        client.await.unwrap().unwrap();
+    }
 }
