@@ -37,30 +37,30 @@ __device__ void silu_mul(const T* gu, T* out, int rows, int n) {
 
 // qkv: [T, (heads + 2 kvh) * d]; cos/sin: [T, d/2] for each token's position. Writes the
 // rotated queries to q_out [T, heads, d] and the rotated keys and the values to the caches
-// ([slots, kvh, d]) at each token's slot. One block per token.
+// ([slots, kvh, d]) at each token's slot. Grid (T, heads + 2 kvh): one block per head row.
 template <typename T>
 __device__ void rope_qkv(const T* qkv, const T* cos, const T* sin, const uint32_t* slots,
                          T* q_out, T* kc, T* vc, int heads, int kvh, int d, int interleaved) {
-  const int t = blockIdx.x, half = d / 2;
-  const T* row = qkv + (size_t)t * (heads + 2 * kvh) * d;
+  const int t = blockIdx.x, head = blockIdx.y, half = d / 2;
+  const T* src = qkv + ((size_t)t * (heads + 2 * kvh) + head) * d;
+  const size_t slot = slots[t];
+  if (head >= heads + kvh) {  // a value row: copied as is
+    T* dst = vc + (slot * kvh + (head - heads - kvh)) * d;
+    for (int e = threadIdx.x; e < d; e += blockDim.x) dst[e] = src[e];
+    return;
+  }
+  T* dst = head < heads ? q_out + ((size_t)t * heads + head) * d
+                        : kc + (slot * kvh + (head - heads)) * d;
   const T* c = cos + (size_t)t * half;
   const T* s = sin + (size_t)t * half;
-  const size_t slot = slots[t];
-  const int pairs = (heads + kvh) * half;
-  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
-    const int head = p / half, i = p % half;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
     const int i0 = interleaved ? 2 * i : i;
     const int i1 = interleaved ? 2 * i + 1 : i + half;
-    const T* src = row + head * d;
     const float x0 = to_f(src[i0]), x1 = to_f(src[i1]);
     const float cc = to_f(c[i]), ss = to_f(s[i]);
-    T* dst = head < heads ? q_out + ((size_t)t * heads + head) * d
-                          : kc + (slot * kvh + (head - heads)) * d;
     dst[i0] = from_f<T>(x0 * cc - x1 * ss);
     dst[i1] = from_f<T>(x1 * cc + x0 * ss);
   }
-  const T* v = row + (heads + kvh) * d;
-  for (int e = threadIdx.x; e < kvh * d; e += blockDim.x) vc[slot * kvh * d + e] = v[e];
 }
 
 // K/V rows of T tokens written at their slots (no rotary): the unfused cache write.

@@ -4,41 +4,48 @@
 // softmax results a second kernel merges. GQA: query head h reads KV head h / (heads / kvh).
 #include "common.cuh"
 
-// Grid (splits, heads, T), blockDim.x threads (a multiple of 32). Dynamic shared memory:
-// split_len floats (scores) + split_len u32 (slots) + blockDim.x * VEC floats (partial sums).
+#define PA_MAX_GROUP 8
+
+// Grid (splits, heads / gb, T), blockDim.x threads (a multiple of 32). Block y handles the gb
+// query heads y*gb .. y*gb+gb-1, which share one KV head, so each K/V row is read once for
+// all of them (GQA). Dynamic shared memory: gb * split_len floats (scores) + split_len u32
+// (slots) + blockDim.x * VEC * gb floats (partial sums).
 // q: [T, heads, d]; kc/vc: [slots, kvh, d]; token_seq/token_pos: [T]; seq_off: [seqs];
 // slot_table: the slot of every position of every sequence, sequence s from seq_off[s].
 // d / VEC (VEC = 16 bytes of T) must be a power of two <= 32: a group of that many lanes
 // reads one key or value row with 16-byte loads. With one split the result goes straight to
 // out [T, heads * d]; otherwise each split writes its max and sum (part_ml) and unnormalised
-// output (part_acc) for paged_attention_reduce.
+// output (part_acc) per head for paged_attention_reduce.
 template <typename T>
 __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint32_t* token_seq,
                                 const uint32_t* token_pos, const uint32_t* seq_off,
                                 const uint32_t* slot_table, T* out, float* part_ml,
                                 float* part_acc, float scale, int window, int heads, int kvh,
-                                int d, int num_splits, int split_len) {
+                                int d, int num_splits, int split_len, int gb) {
   constexpr int VEC = 16 / sizeof(T);
   extern __shared__ float smem[];
-  __shared__ float red[33];
-  const int split = blockIdx.x, head = blockIdx.y, t = blockIdx.z;
-  const int kv_head = head / (heads / kvh);
+  __shared__ float head_m[PA_MAX_GROUP], head_s[PA_MAX_GROUP];
+  const int split = blockIdx.x, t = blockIdx.z;
+  const int head0 = blockIdx.y * gb;
+  const int kv_head = head0 / (heads / kvh);
   const int pos = (int)token_pos[t];
   const int lo = window > 0 ? max(0, pos + 1 - window) : 0;
   const int start = split * split_len;
   const int n = min(split_len, pos + 1 - lo - start);
-  const size_t row = (size_t)t * heads + head;
-  const size_t part = row * num_splits + split;
-  if (n <= 0) {  // this split lies past the token's position: an empty partial result
-    if (threadIdx.x == 0) {
-      part_ml[part * 2] = -INFINITY;
-      part_ml[part * 2 + 1] = 0.f;
+  const size_t row0 = (size_t)t * heads + head0;
+  if (n <= 0) {  // this split lies past the token's position: empty partial results
+    for (int h = 0; h < gb; ++h) {
+      const size_t part = (row0 + h) * num_splits + split;
+      if (threadIdx.x == 0) {
+        part_ml[part * 2] = -INFINITY;
+        part_ml[part * 2 + 1] = 0.f;
+      }
+      for (int i = threadIdx.x; i < d; i += blockDim.x) part_acc[part * d + i] = 0.f;
     }
-    for (int i = threadIdx.x; i < d; i += blockDim.x) part_acc[part * d + i] = 0.f;
     return;
   }
-  float* sc = smem;
-  uint32_t* sl = reinterpret_cast<uint32_t*>(sc + split_len);
+  float* sc = smem;  // [gb][split_len]
+  uint32_t* sl = reinterpret_cast<uint32_t*>(sc + gb * split_len);
   float* acc_s = reinterpret_cast<float*>(sl + split_len);
   const uint32_t* slots = slot_table + seq_off[token_seq[t]] + lo + start;
   for (int j = threadIdx.x; j < n; j += blockDim.x) sl[j] = slots[j];
@@ -46,71 +53,109 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
   const int g = d / VEC;  // lanes per row
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   const int sub = lane / g, gl = lane % g, rows_per_warp = 32 / g;
-  float qf[VEC];
-  {
-    const uint4 qv = *reinterpret_cast<const uint4*>(q + row * d + gl * VEC);
-    const T* qe = reinterpret_cast<const T*>(&qv);
+  float qf[PA_MAX_GROUP][VEC];
 #pragma unroll
-    for (int e = 0; e < VEC; ++e) qf[e] = to_f(qe[e]) * scale;
+  for (int h = 0; h < PA_MAX_GROUP; ++h) {
+    if (h < gb) {
+      const uint4 qv = *reinterpret_cast<const uint4*>(q + (row0 + h) * d + gl * VEC);
+      const T* qe = reinterpret_cast<const T*>(&qv);
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) qf[h][e] = to_f(qe[e]) * scale;
+    }
   }
   __syncthreads();
 
-  // Scores: each group of g lanes takes one key per pass.
-#pragma unroll 4
+  // Scores: each group of g lanes takes one key per pass, for all gb heads.
   for (int j0 = warp * rows_per_warp; j0 < n; j0 += nwarps * rows_per_warp) {
     const int j = j0 + sub;
-    float dot = 0.f;
+    float kf[VEC];
     if (j < n) {
       const uint4 kv = *reinterpret_cast<const uint4*>(kc + ((size_t)sl[j] * kvh + kv_head) * d +
                                                        gl * VEC);
       const T* ke = reinterpret_cast<const T*>(&kv);
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) dot += qf[e] * to_f(ke[e]);
+      for (int e = 0; e < VEC; ++e) kf[e] = to_f(ke[e]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) kf[e] = 0.f;
     }
-    for (int o = g >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
-    if (gl == 0 && j < n) sc[j] = dot;
+#pragma unroll
+    for (int h = 0; h < PA_MAX_GROUP; ++h) {
+      if (h < gb) {
+        float dot = 0.f;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) dot += qf[h][e] * kf[e];
+        for (int o = g >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
+        if (gl == 0 && j < n) sc[h * split_len + j] = dot;
+      }
+    }
   }
   __syncthreads();
-  float m = -INFINITY;
-  for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
-  m = block_max(m, red);
-  float s = 0.f;
-  for (int j = threadIdx.x; j < n; j += blockDim.x) {
-    const float e = __expf(sc[j] - m);
-    sc[j] = e;
-    s += e;
+  // Softmax statistics: warp w takes heads w, w + nwarps, ...
+  for (int h = warp; h < gb; h += nwarps) {
+    float m = -INFINITY;
+    for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[h * split_len + j]);
+    m = warp_max(m);
+    float s = 0.f;
+    for (int j = lane; j < n; j += 32) {
+      const float e = __expf(sc[h * split_len + j] - m);
+      sc[h * split_len + j] = e;
+      s += e;
+    }
+    s = warp_sum(s);
+    if (lane == 0) {
+      head_m[h] = m;
+      head_s[h] = s;
+    }
   }
-  s = block_sum(s, red);  // its barriers also publish the sc writes above
+  __syncthreads();
 
   // Values: thread (key group kg, lane gl) sums VEC dims over keys kg, kg + groups, ...
   const int groups = blockDim.x / g, kg = threadIdx.x / g;
-  float acc[VEC];
+  float acc[PA_MAX_GROUP][VEC];
 #pragma unroll
-  for (int e = 0; e < VEC; ++e) acc[e] = 0.f;
-#pragma unroll 4
+  for (int h = 0; h < PA_MAX_GROUP; ++h)
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) acc[h][e] = 0.f;
   for (int j = kg; j < n; j += groups) {
     const uint4 vv = *reinterpret_cast<const uint4*>(vc + ((size_t)sl[j] * kvh + kv_head) * d +
                                                      gl * VEC);
     const T* ve = reinterpret_cast<const T*>(&vv);
-    const float p = sc[j];
+    float vf[VEC];
 #pragma unroll
-    for (int e = 0; e < VEC; ++e) acc[e] += p * to_f(ve[e]);
-  }
+    for (int e = 0; e < VEC; ++e) vf[e] = to_f(ve[e]);
 #pragma unroll
-  for (int e = 0; e < VEC; ++e) acc_s[kg * d + gl * VEC + e] = acc[e];
-  __syncthreads();
-  for (int i = threadIdx.x; i < d; i += blockDim.x) {
-    float total = 0.f;
-    for (int k = 0; k < groups; ++k) total += acc_s[k * d + i];
-    if (num_splits == 1) {
-      out[row * d + i] = from_f<T>(total / s);
-    } else {
-      part_acc[part * d + i] = total;
+    for (int h = 0; h < PA_MAX_GROUP; ++h) {
+      if (h < gb) {
+        const float p = sc[h * split_len + j];
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) acc[h][e] += p * vf[e];
+      }
     }
   }
-  if (num_splits > 1 && threadIdx.x == 0) {
-    part_ml[part * 2] = m;
-    part_ml[part * 2 + 1] = s;
+#pragma unroll
+  for (int h = 0; h < PA_MAX_GROUP; ++h) {
+    if (h < gb) {
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) acc_s[(kg * gb + h) * d + gl * VEC + e] = acc[h][e];
+    }
+  }
+  __syncthreads();
+  for (int o = threadIdx.x; o < gb * d; o += blockDim.x) {
+    const int h = o / d, i = o % d;
+    float total = 0.f;
+    for (int k = 0; k < groups; ++k) total += acc_s[(k * gb + h) * d + i];
+    const size_t row = row0 + h;
+    if (num_splits == 1) {
+      out[row * d + i] = from_f<T>(total / head_s[h]);
+    } else {
+      part_acc[(row * num_splits + split) * d + i] = total;
+    }
+  }
+  if (num_splits > 1 && threadIdx.x < gb) {
+    const size_t part = (row0 + threadIdx.x) * num_splits + split;
+    part_ml[part * 2] = head_m[threadIdx.x];
+    part_ml[part * 2 + 1] = head_s[threadIdx.x];
   }
 }
 
@@ -138,9 +183,9 @@ __device__ void paged_attention_reduce(const float* part_ml, const float* part_a
       const T* q, const T* kc, const T* vc, const uint32_t* token_seq,                         \
       const uint32_t* token_pos, const uint32_t* seq_off, const uint32_t* slot_table, T* out,  \
       float* part_ml, float* part_acc, float scale, int window, int heads, int kvh, int d,     \
-      int num_splits, int split_len) {                                                         \
+      int num_splits, int split_len, int gb) {                                                 \
     paged_attention<T>(q, kc, vc, token_seq, token_pos, seq_off, slot_table, out, part_ml,     \
-                       part_acc, scale, window, heads, kvh, d, num_splits, split_len);         \
+                       part_acc, scale, window, heads, kvh, d, num_splits, split_len, gb);     \
   }                                                                                            \
   extern "C" __global__ void paged_attention_reduce_##S(const float* part_ml,                  \
                                                         const float* part_acc, T* out,         \

@@ -23,15 +23,38 @@ pub fn paged_attention_supported(head_dim: usize, dtype: DType) -> bool {
     suffix(dtype).is_ok() && head_dim.is_multiple_of(vec) && lanes.is_power_of_two() && lanes <= 32
 }
 
-/// `(num_splits, split_len)` for `rows` (token, head) pairs attending to up to `keys` keys.
-fn splits(rows: usize, keys: usize) -> (usize, usize) {
+/// Query heads per block (`PA_MAX_GROUP` in the kernel).
+const MAX_GROUP: usize = 8;
+/// Dynamic shared memory available without an opt-in.
+const SHARED_BYTES: usize = 48 * 1024;
+
+/// Query heads one block handles: the largest divisor of the GQA group size up to
+/// `MAX_GROUP` (they share a KV head, so its rows are read once for all of them).
+fn group(heads: usize, kv_heads: usize) -> usize {
+    let g = heads / kv_heads.max(1);
+    (1..=g.min(MAX_GROUP))
+        .rev()
+        .find(|d| g.is_multiple_of(*d))
+        .unwrap_or(1)
+}
+
+/// Longest split whose scores and slots fit in shared memory beside the partial sums.
+fn max_split(gb: usize, vec: usize) -> usize {
+    let sums = THREADS as usize * vec * gb * 4;
+    let per_key = (gb + 1) * 4;
+    (SHARED_BYTES.saturating_sub(sums) / per_key / 32 * 32).clamp(32, MAX_SPLIT)
+}
+
+/// `(num_splits, split_len)` for `rows` blocks per split attending to up to `keys` keys,
+/// splits at most `max_len` long.
+fn splits(rows: usize, keys: usize, max_len: usize) -> (usize, usize) {
     let keys = keys.max(1);
     let n = TARGET_BLOCKS
         .div_ceil(rows.max(1))
         .min(keys.div_ceil(MIN_SPLIT))
-        .max(keys.div_ceil(MAX_SPLIT))
+        .max(keys.div_ceil(max_len))
         .max(1);
-    let len = keys.div_ceil(n).next_multiple_of(32).min(MAX_SPLIT);
+    let len = keys.div_ceil(n).next_multiple_of(32).min(max_len);
     (keys.div_ceil(len), len)
 }
 
@@ -85,8 +108,9 @@ pub fn paged_attention(
             "paged_attention: head dim {d} in {dtype:?} is not supported"
         )));
     }
-    let (splits, split_len) = splits(t * heads, args.max_keys);
     let vec = 16 / dtype.size_in_bytes();
+    let gb = group(heads, kvh);
+    let (splits, split_len) = splits(t * heads / gb, args.max_keys, max_split(gb, vec));
     let mut q = q.to_dtype(dtype)?.contiguous()?;
     if !q.layout().start_offset().is_multiple_of(vec) {
         // The kernel reads q with 16-byte loads.
@@ -129,18 +153,19 @@ pub fn paged_attention(
             d as i32,
             splits as i32,
         );
-        let len_i = split_len as i32;
+        let (len_i, gb_i) = (split_len as i32, gb as i32);
         b.arg(&args.scale)
             .arg(&window)
             .arg(&h_i)
             .arg(&kvh_i)
             .arg(&d_i)
             .arg(&s_i)
-            .arg(&len_i);
+            .arg(&len_i)
+            .arg(&gb_i);
         let cfg = LaunchConfig {
-            grid_dim: (splits as u32, heads as u32, t as u32),
+            grid_dim: (splits as u32, (heads / gb) as u32, t as u32),
             block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: (split_len * 8 + THREADS as usize * vec * 4) as u32,
+            shared_mem_bytes: ((gb + 1) * split_len * 4 + THREADS as usize * vec * gb * 4) as u32,
         };
         if t > 0 {
             // SAFETY: shapes checked above, slots and positions checked by the caller.
@@ -172,13 +197,30 @@ mod tests {
 
     #[test]
     fn splits_fill_the_gpu_and_respect_the_bounds() {
-        // Batch 1, 32 heads, 150 keys: several splits of at least 32 keys.
-        let (n, len) = splits(32, 150);
+        // Batch 1, 8 blocks (32 heads in groups of 4), 150 keys: several splits of >= 32 keys.
+        let (n, len) = splits(8, 150, MAX_SPLIT);
         assert!(n >= 2 && len >= 32 && n * len >= 150 && (n - 1) * len < 150);
         // Large batches: one split per row unless the range exceeds the maximum.
-        assert_eq!(splits(32 * 64, 300), (1, 320));
-        let (n, len) = splits(32 * 64, 1300);
+        assert_eq!(splits(8 * 64, 300, MAX_SPLIT), (1, 320));
+        let (n, len) = splits(8 * 64, 1300, MAX_SPLIT);
         assert!(len <= MAX_SPLIT && n * len >= 1300);
-        assert_eq!(splits(1, 1), (1, 32));
+        assert_eq!(splits(1, 1, MAX_SPLIT), (1, 32));
+    }
+
+    #[test]
+    fn groups_divide_the_gqa_ratio_and_fit_shared_memory() {
+        assert_eq!(group(32, 8), 4);
+        assert_eq!(group(8, 8), 1);
+        assert_eq!(group(64, 8), 8);
+        assert_eq!(group(32, 1), 8);
+        assert_eq!(group(12, 2), 6);
+        for (gb, vec) in [(1, 8), (4, 8), (8, 8), (8, 4)] {
+            let len = max_split(gb, vec);
+            let bytes = (gb + 1) * len * 4 + THREADS as usize * vec * gb * 4;
+            assert!(
+                bytes <= SHARED_BYTES && len.is_multiple_of(32),
+                "{gb} {vec} {len}"
+            );
+        }
     }
 }

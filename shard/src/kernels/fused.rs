@@ -161,8 +161,15 @@ pub fn rope_qkv(
             .arg(&vv);
         let (h_i, kvh_i, d_i, il) = (heads as i32, kvh as i32, d as i32, interleaved as i32);
         b.arg(&h_i).arg(&kvh_i).arg(&d_i).arg(&il);
-        // SAFETY: shapes checked above; slots were range-checked by the caller.
-        unsafe { b.launch(launch_cfg(t, 128)) }.w()?;
+        let cfg = LaunchConfig {
+            grid_dim: (t.max(1) as u32, (heads + 2 * kvh) as u32, 1),
+            block_dim: (64, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        if t > 0 {
+            // SAFETY: shapes checked above; slots were range-checked by the caller.
+            unsafe { b.launch(cfg) }.w()?;
+        }
         Ok(wrap(q_out, &dev, (t, heads, d)))
     })
 }

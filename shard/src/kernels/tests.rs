@@ -191,6 +191,16 @@ fn paged_attention_matches_the_matmul_path() -> Result<()> {
         kv_heads: 8,
         head_dim: 128,
     };
+    let mqa = QkvLayout {
+        heads: 16,
+        kv_heads: 1,
+        head_dim: 64,
+    };
+    let mha = QkvLayout {
+        heads: 4,
+        kv_heads: 4,
+        head_dim: 32,
+    };
     // Prefill (long chunks: matmul attention), then decode steps (kernel, several splits for
     // the 1300-token sequence), then a short chunk mixed with decodes (kernel).
     let steps: &[&[(usize, usize)]] = &[
@@ -205,6 +215,8 @@ fn paged_attention_matches_the_matmul_path() -> Result<()> {
             (small, Some(100), true),
             (small, Some(700), false),
             (llama, None, false),
+            (mqa, None, false),
+            (mha, Some(300), false),
         ] {
             let e = compare(layout, window, interleaved, dtype, steps, &dev)?;
             eprintln!("paged attention {dtype:?} {layout:?} window {window:?} interleaved {interleaved}: {e:.2e}");
