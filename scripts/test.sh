@@ -7,3 +7,4 @@ cd "$(dirname "$0")/.."
 cargo build --release --workspace --bins
 cargo test --release --workspace
 ./scripts/lint-deploy.sh
+./scripts/check-cuda.sh
