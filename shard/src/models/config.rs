@@ -145,9 +145,12 @@ pub struct HfConfig {
     /// BOS id.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
-    /// Checkpoint dtype (`float16`, `bfloat16`, `float32`).
+    /// Checkpoint dtype (`float16`, `bfloat16`, `float32`), as transformers < 4.56 writes it.
     #[serde(default)]
     pub torch_dtype: Option<String>,
+    /// The same under the key newer transformers (5.x) write.
+    #[serde(default)]
+    pub dtype: Option<String>,
 }
 
 fn default_eps() -> f64 {
@@ -161,6 +164,11 @@ fn default_max_pos() -> usize {
 }
 
 impl HfConfig {
+    /// The checkpoint's dtype from either key (`dtype` wins, it is the newer one).
+    pub fn checkpoint_dtype(&self) -> Option<&str> {
+        self.dtype.as_deref().or(self.torch_dtype.as_deref())
+    }
+
     /// Which supported architecture this config describes.
     pub fn architecture(&self) -> Result<Architecture> {
         let by_name = |n: &str| match n {
@@ -332,5 +340,18 @@ mod tests {
         let c = cfg(serde_json::json!({"num_key_value_heads": 3}));
         let e = c.base_config(Architecture::Llama).expect_err("gqa");
         assert!(e.to_string().contains("num_key_value_heads 3"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_checkpoint_dtype_under_either_key() {
+        assert_eq!(
+            cfg(serde_json::json!({"torch_dtype": "float16"})).checkpoint_dtype(),
+            Some("float16")
+        );
+        assert_eq!(
+            cfg(serde_json::json!({"dtype": "bfloat16"})).checkpoint_dtype(),
+            Some("bfloat16")
+        );
+        assert_eq!(cfg(serde_json::json!({})).checkpoint_dtype(), None);
     }
 }

@@ -79,7 +79,7 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     };
     let dtype = opts
         .dtype
-        .unwrap_or_else(|| default_dtype(&opts.device, hf.torch_dtype.as_deref()));
+        .unwrap_or_else(|| default_dtype(&opts.device, hf.checkpoint_dtype()));
     let tokenizer = TokenizerBundle::from_hf_dir(path, hf.eos_token_ids())?;
     let weights = SafetensorsWeights::open(path)?;
     let model = DecoderModel::load(&weights, &config, &opts.comm, dtype, &opts.device)?;
