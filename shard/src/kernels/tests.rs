@@ -202,12 +202,14 @@ fn paged_attention_matches_the_matmul_path() -> Result<()> {
         head_dim: 32,
     };
     // Prefill (long chunks: matmul attention), then decode steps (kernel, several splits for
-    // the 1300-token sequence), then a short chunk mixed with decodes (kernel).
+    // the 1300-token sequence), a short chunk mixed with decodes and prompt-sized chunks
+    // (kernel, many causal queries per sequence).
     let steps: &[&[(usize, usize)]] = &[
         &[(0, 1), (1, 37), (2, 600), (3, 1300)],
         &[(0, 1), (1, 1), (2, 1), (3, 1)],
         &[(3, 1), (1, 1)],
         &[(0, 5), (2, 1), (3, 1)],
+        &[(0, 40), (1, 200), (3, 1)],
     ];
     for dtype in DTYPES {
         for (layout, window, interleaved) in [

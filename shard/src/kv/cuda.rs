@@ -9,9 +9,13 @@ use crate::kernels::{self, PagedAttentionArgs};
 use crate::layers::rotary::Rope;
 use candle_core::{DType, Device, Tensor};
 
-/// Sequences with at most this many new tokens use the paged-attention kernel; a forward with
-/// a longer chunk goes through the matmul path.
-const MAX_KERNEL_QUERIES: usize = 16;
+/// Sequences with at most this many new tokens use the paged-attention kernel (one block per
+/// token and KV head, so short prompts in a batch cost one launch per layer instead of one
+/// matmul piece per sequence); a forward with a longer chunk goes through the matmul path,
+/// which reuses each K/V tile across queries.
+const MAX_KERNEL_QUERIES: usize = 256;
+/// CUDA's limit on the grid's z dimension, which counts the kernel's query tokens.
+const MAX_KERNEL_TOKENS: usize = 65535;
 
 /// Paged KV cache on a CUDA device.
 #[derive(Debug)]
@@ -101,7 +105,10 @@ impl CudaPagedCache {
         }
         let (kc, _) = self.tensor.layer(0)?;
         let kernel_ok = kernels::paged_attention_supported(kc.dim(2)?, kc.dtype());
-        let attention = if kernel_ok && per_seq.iter().all(|&n| n <= MAX_KERNEL_QUERIES) {
+        let attention = if kernel_ok
+            && meta.num_tokens() <= MAX_KERNEL_TOKENS
+            && per_seq.iter().all(|&n| n <= MAX_KERNEL_QUERIES)
+        {
             let mut offsets = Vec::with_capacity(meta.seq_slots.len());
             let mut table = Vec::with_capacity(meta.seq_slots.iter().map(Vec::len).sum());
             for slots in &meta.seq_slots {
