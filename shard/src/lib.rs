@@ -3,7 +3,9 @@
 //! Layout: `weights/` (where tensors come from), `models/` (architectures), `layers/`
 //! (shared building blocks), `kv/` (paged cache + attention), `parallel/` (tensor
 //! parallelism), `sampling/` (logits processors and token choice), `engine/` (batches,
-//! prefill/decode steps, stopping, detokenization), `server/` (the gRPC service).
+//! prefill/decode steps, stopping, detokenization), `server/` (the gRPC service), `kernels/`
+//! (launchers of the own CUDA kernels in `shard/kernels/`, `cuda` feature), `timer` (device
+//! time per forward phase in debug traces).
 
 pub mod device;
 pub mod engine;
