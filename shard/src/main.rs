@@ -15,6 +15,7 @@ use text_generation_shard::engine::{Engine, EngineConfig, KvBudget};
 use text_generation_shard::models::{load_model, LoadOptions};
 use text_generation_shard::parallel::{Backend, Comm, CpuCommunicator, SingleProcess};
 use text_generation_shard::server::ShardService;
+use text_generation_shard::weights::quantize::LoadQuantization;
 use text_generation_shard::ShardError;
 
 fn init_logging(args: &ServeArgs) {
@@ -123,11 +124,11 @@ fn nccl(
 }
 
 fn run(args: ServeArgs) -> Result<(), ShardError> {
-    if let Some(q) = &args.quantize {
-        return Err(ShardError::InvalidConfig(format!(
-            "--quantize {q} is not supported by this shard yet; serve a GGUF file for quantized weights"
-        )));
-    }
+    let quantize = args
+        .quantize
+        .as_deref()
+        .map(LoadQuantization::parse)
+        .transpose()?;
     if args.speculate.unwrap_or(0) > 0 {
         return Err(ShardError::InvalidConfig(
             "--speculate is not supported yet".into(),
@@ -162,6 +163,7 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
         dtype,
         device,
         comm,
+        quantize,
     };
     let loaded = load_model(&args.model_id, &opts)?;
     tracing::info!(model = %args.model_id.display(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");

@@ -8,6 +8,7 @@ use crate::error::{Result, ShardError};
 use crate::parallel::Comm;
 use crate::weights::gguf::GgufWeights;
 use crate::weights::gguf_tokenizer::tokenizer_from_gguf;
+use crate::weights::quantize::{LoadQuantization, QuantizingSource};
 use crate::weights::safetensors::SafetensorsWeights;
 use crate::weights::tokenizer::TokenizerBundle;
 use crate::weights::WeightSource;
@@ -23,6 +24,8 @@ pub struct LoadOptions {
     pub device: Device,
     /// This rank's communicator.
     pub comm: Comm,
+    /// `--quantize`: quantize a dense checkpoint's linear weights while loading.
+    pub quantize: Option<LoadQuantization>,
 }
 
 /// A model ready to serve.
@@ -82,7 +85,13 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         .unwrap_or_else(|| default_dtype(&opts.device, hf.checkpoint_dtype()));
     let tokenizer = TokenizerBundle::from_hf_dir(path, hf.eos_token_ids())?;
     let weights = SafetensorsWeights::open(path)?;
-    let model = DecoderModel::load(&weights, &config, &opts.comm, dtype, &opts.device)?;
+    let model = match opts.quantize {
+        Some(mode) => {
+            let quantized = QuantizingSource::new(&weights, mode, &opts.device)?;
+            DecoderModel::load(&quantized, &config, &opts.comm, dtype, &opts.device)?
+        }
+        None => DecoderModel::load(&weights, &config, &opts.comm, dtype, &opts.device)?,
+    };
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -91,6 +100,12 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
 }
 
 fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
+    if opts.quantize.is_some() {
+        return Err(ShardError::InvalidConfig(format!(
+            "--quantize applies to safetensors checkpoints; {} is a GGUF file, already quantized",
+            path.display()
+        )));
+    }
     let weights = GgufWeights::open(path)?;
     let config = config_from_gguf(&weights)?;
     let tok =

@@ -2,6 +2,7 @@
 //! [`WeightSource`] trait that hands out (optionally sliced) tensors by their HF name.
 
 pub mod gguf;
+pub mod quantize;
 pub use text_generation_gguf_tokenizer as gguf_tokenizer;
 pub mod safetensors;
 pub mod tokenizer;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 pub enum LinearWeight {
     /// `[out, in]` dense matrix in the model dtype.
     Dense(Tensor),
-    /// `[out, in]` quantized matrix (GGUF), multiplied by candle's quantized matmul.
+    /// `[out, in]` quantized matrix (GGUF, or quantized at load), multiplied by a quantized
+    /// matmul.
     Quantized(Arc<QTensor>),
 }
 
