@@ -88,19 +88,31 @@ pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowRes
         }
         let lp_chosen = x.gather(&ids, 1)?.broadcast_sub(&lse)?;
         let lp_asked = x.gather(&asked, 1)?.broadcast_sub(&lse)?;
+        // Rows whose maximum is shared: a GPU argmax does not promise the lowest index (the
+        // host's and torch's choice), so those rows go to the host.
+        let ties = x
+            .broadcast_eq(&max)?
+            .to_dtype(DType::F32)?
+            .sum_keepdim(D::Minus1)?;
         let ids = ids.flatten_all()?.to_vec1::<u32>()?;
         let lp_chosen = lp_chosen.flatten_all()?.to_vec1::<f32>()?;
         let lp_asked = lp_asked.flatten_all()?.to_vec1::<f32>()?;
+        let ties = ties.flatten_all()?.to_vec1::<f32>()?;
         for (j, &i) in reduced.iter().enumerate() {
             let i = i as usize;
-            out[i] = Some(match needs[i] {
-                RowNeed::Logprob(_) => RowResult::Logprob(lp_asked[j]),
-                _ if lp_chosen[j].is_finite() => RowResult::Chosen(ids[j], lp_chosen[j]),
-                // NaN/inf logits: the host path knows how to treat (or reject) them.
-                _ => RowResult::Full(logits.get(i)?.to_vec1::<f32>()?),
-            });
+            // NaN/inf logits: the host path knows how to treat (or reject) them.
+            out[i] = match needs[i] {
+                RowNeed::Logprob(_) if lp_asked[j].is_finite() => {
+                    Some(RowResult::Logprob(lp_asked[j]))
+                }
+                RowNeed::Greedy if lp_chosen[j].is_finite() && ties[j] <= 1.0 => {
+                    Some(RowResult::Chosen(ids[j], lp_chosen[j]))
+                }
+                _ => None,
+            };
         }
     }
+    // Rows asked whole, and reduced rows that need the host after all.
     let full: Vec<u32> = (0..needs.len() as u32)
         .filter(|&i| out[i as usize].is_none())
         .collect();
@@ -109,12 +121,21 @@ pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowRes
             .index_select(&Tensor::new(full.as_slice(), dev)?, 0)?
             .to_vec2::<f32>()?;
         for (&i, row) in full.iter().zip(rows) {
-            out[i as usize] = Some(RowResult::Full(row));
+            out[i as usize] = Some(match needs[i as usize] {
+                RowNeed::Logprob(id) => RowResult::Logprob(host_logprob(row, id)),
+                _ => RowResult::Full(row),
+            });
         }
     }
     out.into_iter()
         .map(|r| r.ok_or_else(|| ShardError::InvalidArgument("a logits row was not read".into())))
         .collect()
+}
+
+/// The host's log-softmax value of `id` in `row` (NaN as -inf, +inf sharing the mass).
+fn host_logprob(mut row: Vec<f32>, id: u32) -> f32 {
+    crate::sampling::log_softmax_in_place(&mut row);
+    row.get(id as usize).copied().unwrap_or(f32::NAN)
 }
 
 #[cfg(test)]
@@ -162,6 +183,25 @@ mod tests {
             .iter()
             .zip(&host)
             .all(|(r, h)| r == &RowResult::Full(h.clone())));
+        Ok(())
+    }
+
+    #[test]
+    fn tied_maxima_and_non_finite_rows_take_the_host_path() -> Result<()> {
+        let nan = f32::NAN;
+        let rows = vec![
+            vec![0.5f32, 3.0, 1.0, 3.0],
+            vec![0.5, nan, 1.0, 2.0],
+            vec![0.5, 1.0, f32::INFINITY, 2.0],
+        ];
+        let logits = Tensor::new(rows.clone(), &Device::Cpu)?;
+        let needs = [RowNeed::Greedy, RowNeed::Greedy, RowNeed::Logprob(1)];
+        let got = on_device(&logits, &needs)?;
+        // A tie goes back whole, so the host picks the lowest index.
+        assert_eq!(got[0], RowResult::Full(rows[0].clone()));
+        assert!(matches!(&got[1], RowResult::Full(_)));
+        // +inf takes all the mass on the host: the other tokens' logprob is -inf, not NaN.
+        assert_eq!(got[2], RowResult::Logprob(f32::NEG_INFINITY));
         Ok(())
     }
 

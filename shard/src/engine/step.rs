@@ -83,7 +83,9 @@ impl Engine {
                         RowResult::Logprob(lp) => lp,
                         RowResult::Full(mut row) => {
                             log_softmax_in_place(&mut row);
-                            row.get(r.all_ids[pos] as usize)
+                            r.all_ids
+                                .get(pos)
+                                .and_then(|&id| row.get(id as usize))
                                 .copied()
                                 .unwrap_or(f32::NAN)
                         }

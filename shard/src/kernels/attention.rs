@@ -77,6 +77,26 @@ pub struct PagedAttentionArgs {
     pub scale: f32,
 }
 
+/// Bytes of split-K scratch [`paged_attention`] allocates for `t` query tokens of `heads`
+/// heads (`kv_heads` KV heads, head dim `d`) attending to up to `max_keys` keys.
+pub fn paged_attention_scratch_bytes(
+    t: usize,
+    heads: usize,
+    kv_heads: usize,
+    d: usize,
+    dtype: DType,
+    max_keys: usize,
+) -> usize {
+    let vec = 16 / dtype.size_in_bytes().max(1);
+    let gb = group(heads, kv_heads);
+    let (n, _) = splits(t * heads / gb.max(1), max_keys, max_split(gb, vec));
+    if n > 1 {
+        t * heads * n * (d + 2) * 4
+    } else {
+        0
+    }
+}
+
 /// `q`: `[T, heads, d]` against the caches `[slots, kv_heads, d]` -> `[T, heads * d]`.
 /// Slots and positions must have been range-checked against the cache and the slot table.
 pub fn paged_attention(
@@ -88,7 +108,21 @@ pub fn paged_attention(
     let dev = cuda_device(q, "paged_attention query")?;
     let (t, heads, d) = q.dims3()?;
     let (_, kvh, cd) = k_cache.dims3()?;
-    if cd != d || kvh == 0 || heads % kvh != 0 || args.token_seq.dims1()? != t {
+    let vec = 16 / k_cache.dtype().size_in_bytes().max(1);
+    let cache_ok = v_cache.dims() == k_cache.dims()
+        && v_cache.dtype() == k_cache.dtype()
+        && k_cache.is_contiguous()
+        && v_cache.is_contiguous()
+        && k_cache.layout().start_offset().is_multiple_of(vec)
+        && v_cache.layout().start_offset().is_multiple_of(vec);
+    if cd != d
+        || kvh == 0
+        || heads % kvh != 0
+        || !cache_ok
+        || args.token_seq.dims1()? != t
+        || args.token_pos.dims1()? != t
+        || t > 65535
+    {
         return Err(ShardError::InvalidArgument(format!(
             "paged_attention shapes q {:?} cache {:?} tokens {:?}",
             q.dims(),
@@ -108,7 +142,6 @@ pub fn paged_attention(
             "paged_attention: head dim {d} in {dtype:?} is not supported"
         )));
     }
-    let vec = 16 / dtype.size_in_bytes();
     let gb = group(heads, kvh);
     let (splits, split_len) = splits(t * heads / gb, args.max_keys, max_split(gb, vec));
     let mut q = q.to_dtype(dtype)?.contiguous()?;

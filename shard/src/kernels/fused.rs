@@ -37,6 +37,9 @@ pub fn add_rms_norm(x: &Tensor, h: &Tensor, weight: &Tensor, eps: f32) -> Result
             "add_rms_norm needs one dtype for x, h and weight".into()
         ));
     }
+    if rows == 0 {
+        return Ok((x.clone(), x.clone()));
+    }
     let func = dev.get_or_load_custom_func(
         &format!("add_rms_norm_{}", suffix(dtype)?),
         "fused",
@@ -185,7 +188,11 @@ pub fn write_kv(
     let dev = cuda_device(k, "write_kv input")?;
     let (t, kvh, d) = k.dims3()?;
     let (_, ckvh, cd) = k_cache.dims3()?;
-    if v.dims3()? != (t, kvh, d) || (ckvh, cd) != (kvh, d) || slots.dims1()? != t {
+    if v.dims3()? != (t, kvh, d)
+        || (ckvh, cd) != (kvh, d)
+        || slots.dims1()? != t
+        || v_cache.dims() != k_cache.dims()
+    {
         return Err(bad(format!(
             "write_kv shapes k {:?} v {:?} slots {:?} cache {:?}",
             k.dims(),

@@ -11,7 +11,9 @@ mod softmax;
 #[cfg(test)]
 mod tests;
 
-pub use attention::{paged_attention, paged_attention_supported, PagedAttentionArgs};
+pub use attention::{
+    paged_attention, paged_attention_scratch_bytes, paged_attention_supported, PagedAttentionArgs,
+};
 pub use fused::{add_rms_norm, rope_qkv, silu_mul, write_kv};
 pub use gemm::{linear, GEMV_MAX_M};
 pub use softmax::masked_softmax;

@@ -16,6 +16,9 @@ use candle_core::{DType, Device, Tensor};
 const MAX_KERNEL_QUERIES: usize = 256;
 /// CUDA's limit on the grid's z dimension, which counts the kernel's query tokens.
 const MAX_KERNEL_TOKENS: usize = 65535;
+/// Most split-K scratch (partial sums of long ranges) the kernel path may allocate; prompt
+/// chunks over long contexts above it take the matmul path instead.
+const MAX_KERNEL_SCRATCH: usize = 256 << 20;
 
 /// Paged KV cache on a CUDA device.
 #[derive(Debug)]
@@ -65,8 +68,13 @@ impl CudaPagedCache {
     }
 
     /// Builds the plan on a forward's first layer and reuses it for the others.
-    fn plan_for(&mut self, layer: usize, meta: &AttentionMetadata) -> Result<&KernelPlan> {
-        self.update_plan(layer, meta)?;
+    fn plan_for(
+        &mut self,
+        layer: usize,
+        meta: &AttentionMetadata,
+        heads: usize,
+    ) -> Result<&KernelPlan> {
+        self.update_plan(layer, meta, heads)?;
         self.plan()
     }
 
@@ -76,7 +84,7 @@ impl CudaPagedCache {
             .ok_or_else(|| ShardError::InvalidArgument("attention plan missing after build".into()))
     }
 
-    fn update_plan(&mut self, layer: usize, meta: &AttentionMetadata) -> Result<()> {
+    fn update_plan(&mut self, layer: usize, meta: &AttentionMetadata, heads: usize) -> Result<()> {
         let same_forward = self.last_layer.is_some_and(|l| layer > l);
         self.last_layer = Some(layer);
         let reusable = same_forward
@@ -91,12 +99,12 @@ impl CudaPagedCache {
             });
         if !reusable {
             self.plan = None;
-            self.plan = Some(self.build_plan(meta)?);
+            self.plan = Some(self.build_plan(meta, heads)?);
         }
         Ok(())
     }
 
-    fn build_plan(&self, meta: &AttentionMetadata) -> Result<KernelPlan> {
+    fn build_plan(&self, meta: &AttentionMetadata, heads: usize) -> Result<KernelPlan> {
         meta.validate(self.tensor.num_blocks() * BLOCK_SIZE)?;
         let dev = self.tensor.layer(0)?.0.device().clone();
         let mut per_seq = vec![0usize; meta.seq_slots.len()];
@@ -105,8 +113,23 @@ impl CudaPagedCache {
         }
         let (kc, _) = self.tensor.layer(0)?;
         let kernel_ok = kernels::paged_attention_supported(kc.dim(2)?, kc.dtype());
+        let keys = meta
+            .token_pos
+            .iter()
+            .map(|&p| p as usize + 1 - meta.window_start(p as usize))
+            .max()
+            .unwrap_or(1);
+        let scratch = kernels::paged_attention_scratch_bytes(
+            meta.num_tokens(),
+            heads,
+            kc.dim(1)?,
+            kc.dim(2)?,
+            kc.dtype(),
+            keys,
+        );
         let attention = if kernel_ok
             && meta.num_tokens() <= MAX_KERNEL_TOKENS
+            && scratch <= MAX_KERNEL_SCRATCH
             && per_seq.iter().all(|&n| n <= MAX_KERNEL_QUERIES)
         {
             let mut offsets = Vec::with_capacity(meta.seq_slots.len());
@@ -115,12 +138,6 @@ impl CudaPagedCache {
                 offsets.push(table.len() as u32);
                 table.extend_from_slice(slots);
             }
-            let keys = meta
-                .token_pos
-                .iter()
-                .map(|&p| p as usize + 1 - meta.window_start(p as usize))
-                .max()
-                .unwrap_or(1);
             Some(PagedAttentionArgs {
                 token_seq: Tensor::new(meta.token_seq.as_slice(), &dev)?,
                 token_pos: Tensor::new(meta.token_pos.as_slice(), &dev)?,
@@ -143,9 +160,9 @@ impl CudaPagedCache {
         })
     }
 
-    /// Attention of `q` once the new tokens' K/V are in the cache.
+    /// Attention of `q` once the new tokens' K/V are in the cache; the caller has planned
+    /// this layer already (planning again here would rebuild the plan on every layer).
     fn attend(&mut self, layer: usize, q: &Tensor, meta: &AttentionMetadata) -> Result<Tensor> {
-        self.update_plan(layer, meta)?;
         match &self.plan()?.attention {
             Some(args) => {
                 let (kc, vc) = self.tensor.layer(layer)?;
@@ -176,7 +193,7 @@ impl PagedAttention for CudaPagedCache {
                 q.dim(0)?
             )));
         }
-        let slots = self.plan_for(layer, meta)?.slots.clone();
+        let slots = self.plan_for(layer, meta, q.dim(1)?)?.slots.clone();
         let (kc, vc) = self.tensor.layer(layer)?;
         kernels::write_kv(k, v, &slots, kc, vc)?;
         self.attend(layer, q, meta)
@@ -206,7 +223,7 @@ impl PagedAttention for CudaPagedCache {
                 qkv.dim(0)?
             )));
         }
-        let slots = self.plan_for(layer, meta)?.slots.clone();
+        let slots = self.plan_for(layer, meta, layout.heads)?.slots.clone();
         let (kc, vc) = self.tensor.layer(layer)?;
         let t = qkv.dim(0)?;
         let half = layout.head_dim / 2;

@@ -354,4 +354,27 @@ mod tests {
         );
         assert_eq!(cfg(serde_json::json!({})).checkpoint_dtype(), None);
     }
+
+    #[test]
+    fn a_zero_sliding_window_means_none() {
+        let c = cfg(serde_json::json!({"sliding_window": 0}));
+        assert_eq!(
+            crate::models::mistral::config(&c)
+                .expect("ok")
+                .sliding_window,
+            None
+        );
+        let c = cfg(serde_json::json!({"sliding_window": 0, "use_sliding_window": true}));
+        assert_eq!(
+            crate::models::qwen2::config(&c).expect("ok").sliding_window,
+            None
+        );
+        let c = cfg(serde_json::json!({"sliding_window": 64}));
+        assert_eq!(
+            crate::models::mistral::config(&c)
+                .expect("ok")
+                .sliding_window,
+            Some(64)
+        );
+    }
 }

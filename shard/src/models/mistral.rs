@@ -7,6 +7,7 @@ use crate::error::Result;
 /// Mistral's reading of `config.json`.
 pub fn config(hf: &HfConfig) -> Result<ModelConfig> {
     let mut c = hf.base_config(Architecture::Mistral)?;
-    c.sliding_window = hf.sliding_window;
+    // 0 or absent: attend to everything.
+    c.sliding_window = hf.sliding_window.filter(|&w| w > 0);
     Ok(c)
 }

@@ -9,7 +9,7 @@ pub fn config(hf: &HfConfig) -> Result<ModelConfig> {
     let mut c = hf.base_config(Architecture::Qwen2)?;
     c.qkv_bias = true;
     c.sliding_window = if hf.use_sliding_window.unwrap_or(false) {
-        hf.sliding_window
+        hf.sliding_window.filter(|&w| w > 0)
     } else {
         None
     };
