@@ -76,6 +76,9 @@ mod cuda {
         Ok(device)
     }
 
+    /// Freed memory the pool keeps for reuse (a decode step's activations are far smaller).
+    const POOL_KEEP_BYTES: u64 = 2 << 30;
+
     /// The default memory pool, which candle's stream-ordered allocations come from.
     fn default_pool(d: &candle_core::CudaDevice) -> Result<sys::CUmemoryPool> {
         let ctx = d.cuda_stream().context().clone();
@@ -89,12 +92,13 @@ mod cuda {
         Ok(pool)
     }
 
-    /// Lets the pool keep freed memory across synchronisations. With the default threshold
-    /// of 0 every sync (one per step) hands freed memory back to the driver, and the next
-    /// step's hundreds of allocations map it again.
+    /// Lets the pool keep up to `POOL_KEEP_BYTES` of freed memory across synchronisations.
+    /// With the default threshold of 0 every sync (one per step) hands freed memory back to
+    /// the driver, and the next step's hundreds of allocations map it again; a bounded
+    /// threshold still returns the peak of a one-off large step (for cuBLAS, NCCL).
     fn keep_freed_memory(d: &candle_core::CudaDevice) -> Result<()> {
         let pool = default_pool(d)?;
-        let mut threshold = u64::MAX;
+        let mut threshold = POOL_KEEP_BYTES;
         // SAFETY: the attribute takes a u64 by pointer.
         unsafe {
             sys::cuMemPoolSetAttribute(
