@@ -48,6 +48,9 @@ pub struct DecodeResult {
     pub decode_step_p90_ms: f64,
     /// Generated tokens per second over the batch (batch_size / step time).
     pub decode_tokens_per_s: f64,
+    /// The last run's first-request tokens and logprobs (see [`RunOutput::first_request`]).
+    #[serde(skip)]
+    pub first_request: Vec<(u32, f32)>,
 }
 
 fn request(id: u64, sequence_length: u32, decode_length: u32) -> pb::Request {
@@ -101,15 +104,36 @@ pub async fn warmup(shards: &Shards, max_prefill_tokens: u32) -> Result<(), Benc
         .map(|_| ())
 }
 
+/// What one run measured.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutput {
+    /// Prefill latency.
+    pub prefill_ns: u64,
+    /// Latency of each decode step.
+    pub steps_ns: Vec<u64>,
+    /// The first request's generated tokens and their logprobs (all requests have the same
+    /// prompt): compared across shard counts to check tensor-parallel parity.
+    pub first_request: Vec<(u32, f32)>,
+}
+
+/// Token ids and logprobs of `request_id` among `answers`' generations.
+fn tokens_of(request_id: u64, gens: &[pb::Generation], out: &mut Vec<(u32, f32)>) {
+    for g in gens.iter().filter(|g| g.request_id == request_id) {
+        if let Some(t) = &g.tokens {
+            out.extend(t.ids.iter().copied().zip(t.logprobs.iter().copied()));
+        }
+    }
+}
+
 /// One prefill + decode run of `batch_size` requests (ids `batch_id * 1000 + i`) until every
-/// request has generated `decode_length` tokens: (prefill ns, ns of each decode step).
+/// request has generated `decode_length` tokens.
 pub async fn run_once(
     shards: &Shards,
     batch_id: u64,
     batch_size: u32,
     sequence_length: u32,
     decode_length: u32,
-) -> Result<(u64, Vec<u64>), BenchError> {
+) -> Result<RunOutput, BenchError> {
     let requests: Vec<pb::Request> = (0..batch_size as u64)
         .map(|i| request(batch_id * 1000 + i, sequence_length, decode_length))
         .collect();
@@ -139,6 +163,11 @@ pub async fn run_once(
         })
         .await?;
     let prefill_ns = t.elapsed().as_nanos() as u64;
+    let first_id = batch_id * 1000;
+    let mut first_request = Vec::new();
+    for a in &answers {
+        tokens_of(first_id, &a.generations, &mut first_request);
+    }
     let mut cached = answers.into_iter().next().and_then(|r| r.batch);
     let mut steps = Vec::with_capacity(decode_length as usize);
     while let Some(cb) = cached {
@@ -159,6 +188,9 @@ pub async fn run_once(
             .await?;
         steps.push(t.elapsed().as_nanos() as u64);
         let generations: usize = answers.iter().map(|a| a.generations.len()).sum();
+        for a in &answers {
+            tokens_of(first_id, &a.generations, &mut first_request);
+        }
         cached = answers.into_iter().next().and_then(|r| r.batch);
         if generations != batch_size as usize {
             return Err(BenchError::Protocol(format!(
@@ -166,7 +198,11 @@ pub async fn run_once(
             )));
         }
     }
-    Ok((prefill_ns, steps))
+    Ok(RunOutput {
+        prefill_ns,
+        steps_ns: steps,
+        first_request,
+    })
 }
 
 /// Runs `runs` times (after one untimed run) and reports medians. Batch ids start at
@@ -191,8 +227,9 @@ pub async fn bench(
     .await?;
     let mut prefill = Vec::new();
     let mut steps = Vec::new();
+    let mut first_request = Vec::new();
     for r in 0..runs.max(1) {
-        let (p, s) = run_once(
+        let out = run_once(
             client,
             base + 1 + u64::from(r),
             batch_size,
@@ -200,8 +237,9 @@ pub async fn bench(
             decode_length,
         )
         .await?;
-        prefill.push(p as f64 / 1e6);
-        steps.extend(s.into_iter().map(|ns| ns as f64 / 1e6));
+        prefill.push(out.prefill_ns as f64 / 1e6);
+        steps.extend(out.steps_ns.iter().map(|&ns| ns as f64 / 1e6));
+        first_request = out.first_request;
     }
     prefill.sort_by(f64::total_cmp);
     steps.sort_by(f64::total_cmp);
@@ -216,5 +254,6 @@ pub async fn bench(
         decode_step_ms: step,
         decode_step_p90_ms: percentile(&steps, 0.9),
         decode_tokens_per_s: f64::from(batch_size) / (step / 1e3),
+        first_request,
     })
 }

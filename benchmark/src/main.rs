@@ -40,6 +40,10 @@ struct Args {
     /// Also print each result as a JSON line.
     #[arg(long)]
     json: bool,
+    /// Write the first request's generated token ids and logprobs per batch size to this JSON
+    /// file (to compare runs, e.g. 1 vs 2 tensor-parallel shards).
+    #[arg(long)]
+    dump_tokens: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -77,6 +81,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }
     println!("| batch | prompt | steps | prefill ms | prefill tok/s | decode ms/step (p50) | p90 | decode tok/s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut dumped = serde_json::Map::new();
     for &b in &args.batch_sizes {
         let r = decode::bench(
             &client,
@@ -101,6 +106,16 @@ async fn run(args: Args) -> Result<(), BenchError> {
         if args.json {
             println!("{}", serde_json::to_string(&r).unwrap_or_default());
         }
+        let (ids, logprobs): (Vec<u32>, Vec<f32>) = r.first_request.iter().copied().unzip();
+        dumped.insert(
+            b.to_string(),
+            serde_json::json!({"ids": ids, "logprobs": logprobs}),
+        );
+    }
+    if let Some(path) = &args.dump_tokens {
+        let text = serde_json::to_string_pretty(&dumped).unwrap_or_default();
+        std::fs::write(path, text)
+            .map_err(|e| BenchError::Usage(format!("writing {}: {e}", path.display())))?;
     }
     Ok(())
 }

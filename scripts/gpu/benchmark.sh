@@ -18,7 +18,7 @@ export PATH="$BIN:$PATH"
 # NVLink multicast stays off on shared hosts.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
-[ -e "$MODEL/config.json" ] || python3 "$HERE/make_llama8b.py" "$MODEL" "$BIN/tiny/llama"
+[ -e "$MODEL/config.json" ] || python3 "$HERE/make_llama.py" "$MODEL" "$BIN/tiny/llama" 8b
 echo "-- tgi-rs: 128-token prompts, 256 new tokens"
 text-generation-benchmark --model "$MODEL" --batch-size 1 --batch-size 32 --batch-size 64 \
   --sequence-length 128 --decode-length 256 --runs 3 --kv-tokens 65536 --json |

@@ -43,14 +43,15 @@ impl<'a> Direct<'a> {
     async fn run(&mut self, decode_length: u32) -> Result<(), BenchError> {
         let id = self.next_batch_id;
         self.next_batch_id += 1;
-        let (_, steps) = decode::run_once(
+        let steps = decode::run_once(
             self.shards,
             id,
             self.batch,
             self.prompt_tokens,
             decode_length,
         )
-        .await?;
+        .await?
+        .steps_ns;
         self.steps_ms
             .extend(steps.into_iter().map(|ns| ns as f64 / 1e6));
         Ok(())
