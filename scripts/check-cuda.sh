@@ -9,7 +9,14 @@ if [ "${SKIP_CUDA_CHECK:-0}" = 1 ]; then
   exit 0
 fi
 PREFIX=${CUDA_TOOLCHAIN:-${XDG_CACHE_HOME:-$HOME/.cache}/cuda-13.0}
-[ -f "$PREFIX/env.sh" ] && [ -f "$PREFIX/root/lib64/stubs/libcuda.so" ] || ./scripts/setup-cuda-toolchain.sh "$PREFIX"
+if ! { [ -f "$PREFIX/env.sh" ] && [ -f "$PREFIX/root/lib64/stubs/libcuda.so" ]; }; then
+  # A failed download is not a compile error: say so loudly and skip rather than fail.
+  if ! ./scripts/setup-cuda-toolchain.sh "$PREFIX"; then
+    echo "WARNING: the CUDA toolchain could not be installed (package index unreachable?);" \
+      "the CUDA compile check was NOT run" >&2
+    exit 0
+  fi
+fi
 . "$PREFIX/env.sh"
 export CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-target-cuda}
 if cargo clippy --version >/dev/null 2>&1; then
