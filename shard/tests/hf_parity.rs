@@ -104,37 +104,16 @@ async fn check_mode(arch: test_models::Arch, mode: Mode) {
 
     let mut tokens: BTreeMap<u64, Generated> = BTreeMap::new();
     let mut prefill: BTreeMap<u64, pb::Tokens> = BTreeMap::new();
-    let mut record = |gens: Vec<pb::Generation>| {
-        for g in gens {
-            let e = tokens.entry(g.request_id).or_default();
-            if let Some(t) = g.tokens {
-                e.0.extend(t.ids);
-                e.1.extend(t.logprobs);
-            }
-            e.2.extend(g.top_tokens);
-            if let Some(p) = g.prefill_tokens {
-                prefill.insert(g.request_id, p);
-            }
+    for g in run_to_end(&mut c, batch(1, requests)).await {
+        let e = tokens.entry(g.request_id).or_default();
+        if let Some(t) = g.tokens {
+            e.0.extend(t.ids);
+            e.1.extend(t.logprobs);
         }
-    };
-    let resp = c
-        .prefill(pb::PrefillRequest {
-            batch: Some(batch(1, requests)),
-            cached_batch: None,
-        })
-        .await
-        .expect("prefill")
-        .into_inner();
-    record(resp.generations);
-    let mut cached = resp.batch;
-    while let Some(cb) = cached {
-        let r = c
-            .decode(pb::DecodeRequest { batches: vec![cb] })
-            .await
-            .expect("decode")
-            .into_inner();
-        record(r.generations);
-        cached = r.batch;
+        e.2.extend(g.top_tokens);
+        if let Some(p) = g.prefill_tokens {
+            prefill.insert(g.request_id, p);
+        }
     }
 
     let mut worst = 0f32;

@@ -3,9 +3,8 @@
 //! without one each test says so and returns.
 
 use super::*;
-use crate::kv::{
-    AttentionMetadata, CudaPagedCache, PagedAttention, QkvLayout, TensorPagedCache, BLOCK_SIZE,
-};
+use crate::kv::test_layout::ScheduleLayout;
+use crate::kv::{AttentionMetadata, CudaPagedCache, PagedAttention, QkvLayout, TensorPagedCache};
 use crate::layers::rotary::Rope;
 use candle_core::Device;
 
@@ -113,28 +112,9 @@ fn compare(
     steps: &[&[(usize, usize)]],
     dev: &Device,
 ) -> Result<f32> {
-    let nseq = 1 + steps
-        .iter()
-        .flat_map(|s| s.iter())
-        .map(|&(s, _)| s)
-        .max()
-        .unwrap_or(0);
-    let mut len = vec![0usize; nseq];
-    steps
-        .iter()
-        .flat_map(|s| s.iter())
-        .for_each(|&(s, n)| len[s] += n);
-    let per_seq = len
-        .iter()
-        .map(|l| l.div_ceil(BLOCK_SIZE))
-        .max()
-        .unwrap_or(0);
-    let nb = nseq * per_seq + 1;
-    // Interleaved and descending blocks: sequence s's block j sits at nb - 1 - (j * nseq + s).
-    let slot = |s: usize, p: usize| {
-        let block = nb - 1 - ((p / BLOCK_SIZE) * nseq + s);
-        (block * BLOCK_SIZE + p % BLOCK_SIZE) as u32
-    };
+    let schedule = ScheduleLayout::new(steps);
+    let (nseq, nb) = (schedule.nseq, schedule.num_blocks);
+    let slot = |s: usize, p: usize| schedule.slot(s, p);
     let (l, kvh, d) = (2, layout.kv_heads, layout.head_dim);
     let mut fused = CudaPagedCache::new(l, nb, kvh, d, dtype, dev)?;
     let mut reference = TensorPagedCache::new(l, nb, kvh, d, dtype, dev)?;

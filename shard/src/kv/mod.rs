@@ -7,6 +7,8 @@ pub mod cpu;
 pub mod cuda;
 mod metadata;
 pub mod tensor;
+#[cfg(test)]
+pub(crate) mod test_layout;
 
 pub use block_allocator::BlockAllocator;
 pub use cpu::CpuPagedCache;

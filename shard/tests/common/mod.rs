@@ -170,22 +170,12 @@ pub async fn warmup(
         .into_inner()
 }
 
-/// Runs `batch` to completion (Prefill then Decode until empty); returns generated ids and
-/// last generation per request id.
-pub async fn generate_all(
+/// Runs `batch` to completion (Prefill then Decode until empty); returns every generation in
+/// the order the shard sent them.
+pub async fn run_to_end(
     client: &mut TextGenerationServiceClient<Channel>,
     b: pb::Batch,
-) -> std::collections::BTreeMap<u64, (Vec<u32>, pb::Generation)> {
-    let mut out: std::collections::BTreeMap<u64, (Vec<u32>, pb::Generation)> = Default::default();
-    let mut record = |gens: Vec<pb::Generation>| {
-        for g in gens {
-            let e = out
-                .entry(g.request_id)
-                .or_insert_with(|| (vec![], g.clone()));
-            e.0.extend(g.tokens.as_ref().map(|t| t.ids.clone()).unwrap_or_default());
-            e.1 = g;
-        }
-    };
+) -> Vec<pb::Generation> {
     let resp = client
         .prefill(pb::PrefillRequest {
             batch: Some(b),
@@ -194,7 +184,7 @@ pub async fn generate_all(
         .await
         .expect("prefill")
         .into_inner();
-    record(resp.generations);
+    let mut all = resp.generations;
     let mut cached = resp.batch;
     while let Some(c) = cached {
         let resp = client
@@ -202,8 +192,24 @@ pub async fn generate_all(
             .await
             .expect("decode")
             .into_inner();
-        record(resp.generations);
+        all.extend(resp.generations);
         cached = resp.batch;
+    }
+    all
+}
+
+/// Runs `batch` to completion; returns generated ids and last generation per request id.
+pub async fn generate_all(
+    client: &mut TextGenerationServiceClient<Channel>,
+    b: pb::Batch,
+) -> std::collections::BTreeMap<u64, (Vec<u32>, pb::Generation)> {
+    let mut out: std::collections::BTreeMap<u64, (Vec<u32>, pb::Generation)> = Default::default();
+    for g in run_to_end(client, b).await {
+        let e = out
+            .entry(g.request_id)
+            .or_insert_with(|| (vec![], g.clone()));
+        e.0.extend(g.tokens.as_ref().map(|t| t.ids.clone()).unwrap_or_default());
+        e.1 = g;
     }
     out
 }

@@ -1,6 +1,7 @@
 //! Tests of `TensorPagedCache` against an f64 reference and `CpuPagedCache` on fresh random inputs.
 
 use super::*;
+use crate::kv::test_layout::ScheduleLayout;
 use crate::kv::CpuPagedCache;
 
 /// Heads, dtype, window and device of one test problem.
@@ -71,28 +72,9 @@ fn run(
     copy_runs: usize,
 ) -> Result<(f32, f32)> {
     let (h, kvh, d, layers) = (c.h, c.kvh, c.d, 2);
-    let nseq = steps
-        .iter()
-        .flat_map(|s| s.iter())
-        .map(|&(s, _)| s + 1)
-        .max()
-        .unwrap_or(0);
-    let mut len = vec![0; nseq];
-    steps
-        .iter()
-        .flat_map(|s| s.iter())
-        .for_each(|&(s, n)| len[s] += n);
-    let per_seq = len
-        .iter()
-        .map(|l| l.div_ceil(BLOCK_SIZE))
-        .max()
-        .unwrap_or(0);
-    let nb = nseq * per_seq + 1;
-    // Block j of sequence s: interleaved across sequences and descending, never contiguous.
-    let slot = |s: usize, p: usize| {
-        let block = nb - 1 - ((p / BLOCK_SIZE) * nseq + s);
-        (block * BLOCK_SIZE + p % BLOCK_SIZE) as u32
-    };
+    let layout = ScheduleLayout::new(steps);
+    let (nseq, len, nb) = (layout.nseq, &layout.lens, layout.num_blocks);
+    let slot = |s: usize, p: usize| layout.slot(s, p);
     let seqs = (0..layers * nseq)
         .map(|i| {
             let n = len[i % nseq];
