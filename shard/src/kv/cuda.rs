@@ -3,7 +3,10 @@
 //! Forwards with long prompt chunks use [`TensorPagedCache`]'s matmul attention over the same
 //! cache tensors, which is the faster shape for many queries per sequence.
 
-use super::{AttentionMetadata, PagedAttention, QkvLayout, TensorPagedCache, BLOCK_SIZE};
+use super::{
+    AttentionMetadata, ForwardKey, LayerOrder, PagedAttention, QkvLayout, TensorPagedCache,
+    BLOCK_SIZE,
+};
 use crate::error::{Result, ShardError};
 use crate::kernels::{self, PagedAttentionArgs};
 use crate::layers::rotary::Rope;
@@ -25,16 +28,13 @@ const MAX_KERNEL_SCRATCH: usize = 256 << 20;
 pub struct CudaPagedCache {
     tensor: TensorPagedCache,
     plan: Option<KernelPlan>,
-    last_layer: Option<usize>,
+    order: LayerOrder,
 }
 
 /// Device copies of one forward's metadata, shared by every layer.
 #[derive(Debug)]
 struct KernelPlan {
-    token_slots: Vec<u32>,
-    token_pos: Vec<u32>,
-    token_seq: Vec<u32>,
-    seq_lens: Vec<usize>,
+    key: ForwardKey,
     slots: Tensor,
     /// `None` when some sequence has more than [`MAX_KERNEL_QUERIES`] new tokens.
     attention: Option<PagedAttentionArgs>,
@@ -58,7 +58,7 @@ impl CudaPagedCache {
         Ok(Self {
             tensor: TensorPagedCache::new(layers, num_blocks, kv_heads, head_dim, dtype, device)?,
             plan: None,
-            last_layer: None,
+            order: LayerOrder::default(),
         })
     }
 
@@ -85,18 +85,11 @@ impl CudaPagedCache {
     }
 
     fn update_plan(&mut self, layer: usize, meta: &AttentionMetadata, heads: usize) -> Result<()> {
-        let same_forward = self.last_layer.is_some_and(|l| layer > l);
-        self.last_layer = Some(layer);
-        let reusable = same_forward
-            && self.plan.as_ref().is_some_and(|p| {
-                p.token_slots == meta.token_slots
-                    && p.token_pos == meta.token_pos
-                    && p.token_seq == meta.token_seq
-                    && p.seq_lens
-                        .iter()
-                        .copied()
-                        .eq(meta.seq_slots.iter().map(Vec::len))
-            });
+        let reusable = self.order.continues(layer)
+            && self
+                .plan
+                .as_ref()
+                .is_some_and(|p| p.key.matches(meta, heads));
         if !reusable {
             self.plan = None;
             self.plan = Some(self.build_plan(meta, heads)?);
@@ -151,10 +144,7 @@ impl CudaPagedCache {
             None
         };
         Ok(KernelPlan {
-            token_slots: meta.token_slots.clone(),
-            token_pos: meta.token_pos.clone(),
-            token_seq: meta.token_seq.clone(),
-            seq_lens: meta.seq_slots.iter().map(Vec::len).collect(),
+            key: ForwardKey::of(meta, heads),
             slots: Tensor::new(meta.token_slots.as_slice(), &dev)?,
             attention,
         })

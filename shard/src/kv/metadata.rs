@@ -71,3 +71,55 @@ impl AttentionMetadata {
         Ok(())
     }
 }
+
+/// What a per-forward plan was built from. The decoder calls the cache layer by layer with the
+/// same metadata, so a plan built on the first layer serves the others while this matches.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ForwardKey {
+    token_slots: Vec<u32>,
+    token_seq: Vec<u32>,
+    token_pos: Vec<u32>,
+    seq_lens: Vec<usize>,
+    window: Option<usize>,
+    heads: usize,
+}
+
+impl ForwardKey {
+    pub(crate) fn of(meta: &AttentionMetadata, heads: usize) -> Self {
+        Self {
+            token_slots: meta.token_slots.clone(),
+            token_seq: meta.token_seq.clone(),
+            token_pos: meta.token_pos.clone(),
+            seq_lens: meta.seq_slots.iter().map(Vec::len).collect(),
+            window: meta.sliding_window,
+            heads,
+        }
+    }
+
+    pub(crate) fn matches(&self, meta: &AttentionMetadata, heads: usize) -> bool {
+        self.heads == heads
+            && self.window == meta.sliding_window
+            && self.token_slots == meta.token_slots
+            && self.token_seq == meta.token_seq
+            && self.token_pos == meta.token_pos
+            && self
+                .seq_lens
+                .iter()
+                .copied()
+                .eq(meta.seq_slots.iter().map(Vec::len))
+    }
+}
+
+/// Layer order of the calls into a cache: a layer after the previous one continues the same
+/// forward; anything else starts a new one.
+#[derive(Debug, Default)]
+pub(crate) struct LayerOrder(Option<usize>);
+
+impl LayerOrder {
+    /// Records `layer`; true when it continues the forward of the previous call.
+    pub(crate) fn continues(&mut self, layer: usize) -> bool {
+        let same = self.0.is_some_and(|l| layer > l);
+        self.0 = Some(layer);
+        same
+    }
+}

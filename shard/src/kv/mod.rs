@@ -15,6 +15,7 @@ pub use cpu::CpuPagedCache;
 #[cfg(feature = "cuda")]
 pub use cuda::CudaPagedCache;
 pub use metadata::AttentionMetadata;
+pub(crate) use metadata::{ForwardKey, LayerOrder};
 pub use tensor::TensorPagedCache;
 
 use crate::error::{Result, ShardError};

@@ -5,7 +5,7 @@
 //! [`super::CpuPagedCache`]. The host-side plan of a forward (device index tensors, masks,
 //! grouping of queries) is built on the first layer and reused by the others.
 
-use super::{AttentionMetadata, PagedAttention, BLOCK_SIZE};
+use super::{AttentionMetadata, ForwardKey, LayerOrder, PagedAttention, BLOCK_SIZE};
 use crate::error::{Result, ShardError};
 use candle_core::{DType, Device, Tensor};
 
@@ -29,24 +29,13 @@ pub struct TensorPagedCache {
     score_budget: usize,
     max_copy_runs: usize,
     plan: Option<Plan>,
-    last_layer: Option<usize>,
-}
-
-/// What a plan was built from; a forward whose metadata differs gets a new plan.
-#[derive(Debug, PartialEq)]
-struct PlanKey {
-    token_slots: Vec<u32>,
-    token_seq: Vec<u32>,
-    token_pos: Vec<u32>,
-    seq_lens: Vec<usize>,
-    window: Option<usize>,
-    heads: usize,
+    order: LayerOrder,
 }
 
 /// Everything about one forward that does not depend on the layer.
 #[derive(Debug)]
 struct Plan {
-    key: PlanKey,
+    key: ForwardKey,
     write: SlotWrite,
     pieces: Vec<Piece>,
     /// Puts the concatenated piece outputs back in token order; `None` when already in order.
@@ -118,7 +107,7 @@ impl TensorPagedCache {
             score_budget: SCORE_BUDGET,
             max_copy_runs: MAX_COPY_RUNS,
             plan: None,
-            last_layer: None,
+            order: LayerOrder::default(),
         })
     }
 
@@ -149,21 +138,11 @@ impl TensorPagedCache {
 
     /// Reuses the plan within a forward (layers called in increasing order), rebuilds otherwise.
     fn plan_for(&mut self, layer: usize, heads: usize, meta: &AttentionMetadata) -> Result<()> {
-        let same_forward = self.last_layer.is_some_and(|l| layer > l);
-        self.last_layer = Some(layer);
-        let reusable = same_forward
-            && self.plan.as_ref().is_some_and(|p| {
-                p.key.heads == heads
-                    && p.key.window == meta.sliding_window
-                    && p.key.token_slots == meta.token_slots
-                    && p.key.token_seq == meta.token_seq
-                    && p.key.token_pos == meta.token_pos
-                    && p.key
-                        .seq_lens
-                        .iter()
-                        .copied()
-                        .eq(meta.seq_slots.iter().map(Vec::len))
-            });
+        let reusable = self.order.continues(layer)
+            && self
+                .plan
+                .as_ref()
+                .is_some_and(|p| p.key.matches(meta, heads));
         if !reusable {
             self.plan = None;
             self.plan = Some(self.build_plan(heads, meta)?);
@@ -243,14 +222,7 @@ impl TensorPagedCache {
             Some(Tensor::from_vec(inverse, t, &self.device)?)
         };
         Ok(Plan {
-            key: PlanKey {
-                token_slots: meta.token_slots.clone(),
-                token_seq: meta.token_seq.clone(),
-                token_pos: meta.token_pos.clone(),
-                seq_lens: meta.seq_slots.iter().map(Vec::len).collect(),
-                window: meta.sliding_window,
-                heads,
-            },
+            key: ForwardKey::of(meta, heads),
             write: self.slot_write(&meta.token_slots)?,
             pieces,
             unpermute,
