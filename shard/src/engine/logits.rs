@@ -133,7 +133,7 @@ pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowRes
 }
 
 /// The host's log-softmax value of `id` in `row` (NaN as -inf, +inf sharing the mass).
-fn host_logprob(mut row: Vec<f32>, id: u32) -> f32 {
+pub(super) fn host_logprob(mut row: Vec<f32>, id: u32) -> f32 {
     crate::sampling::log_softmax_in_place(&mut row);
     row.get(id as usize).copied().unwrap_or(f32::NAN)
 }

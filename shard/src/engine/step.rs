@@ -10,7 +10,7 @@ use super::Engine;
 use crate::error::{Result, ShardError};
 use crate::kv::AttentionMetadata;
 use crate::models::ForwardInput;
-use crate::sampling::{log_softmax_in_place, top_n_logprobs};
+use crate::sampling::top_n_logprobs;
 use std::time::Instant;
 
 /// What a logits row is used for.
@@ -81,14 +81,10 @@ impl Engine {
                     let r = &mut requests[req];
                     let lp = match row {
                         RowResult::Logprob(lp) => lp,
-                        RowResult::Full(mut row) => {
-                            log_softmax_in_place(&mut row);
-                            r.all_ids
-                                .get(pos)
-                                .and_then(|&id| row.get(id as usize))
-                                .copied()
-                                .unwrap_or(f32::NAN)
-                        }
+                        RowResult::Full(row) => r
+                            .all_ids
+                            .get(pos)
+                            .map_or(f32::NAN, |&id| logits::host_logprob(row, id)),
                         RowResult::Chosen(..) => f32::NAN,
                     };
                     if r.prompt_logprobs.len() == pos {
