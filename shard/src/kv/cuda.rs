@@ -202,9 +202,7 @@ impl PagedAttention for CudaPagedCache {
             && rope.cos.dtype() == kc.dtype()
             && kc.dims3()? == (kc.dim(0)?, layout.kv_heads, layout.head_dim);
         if !fusable {
-            let (q, k, v) = layout.split(qkv)?;
-            let (q, k) = (rope.apply(&q)?, rope.apply(&k)?);
-            return self.forward(layer, &q, &k, &v, meta);
+            return super::unfused_forward_qkv(self, layer, qkv, layout, rope, meta);
         }
         if qkv.dim(0)? != meta.num_tokens() {
             return Err(ShardError::InvalidArgument(format!(

@@ -54,10 +54,23 @@ pub trait PagedAttention: Send {
         rope: &Rope,
         meta: &AttentionMetadata,
     ) -> Result<Tensor> {
-        let (q, k, v) = layout.split(qkv)?;
-        let (q, k) = (rope.apply(&q)?, rope.apply(&k)?);
-        self.forward(layer, &q, &k, &v, meta)
+        unfused_forward_qkv(self, layer, qkv, layout, rope, meta)
     }
+}
+
+/// [`PagedAttention::forward_qkv`] without fusion: split, rotate, then `forward`. The trait's
+/// default, and the fallback of backends whose fused kernel does not apply.
+pub fn unfused_forward_qkv<C: PagedAttention + ?Sized>(
+    cache: &mut C,
+    layer: usize,
+    qkv: &Tensor,
+    layout: QkvLayout,
+    rope: &Rope,
+    meta: &AttentionMetadata,
+) -> Result<Tensor> {
+    let (q, k, v) = layout.split(qkv)?;
+    let (q, k) = (rope.apply(&q)?, rope.apply(&k)?);
+    cache.forward(layer, &q, &k, &v, meta)
 }
 
 /// Head counts of a packed QKV projection `[T, (heads + 2 * kv_heads) * head_dim]`.
