@@ -95,18 +95,16 @@ pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowRes
             .to_dtype(DType::F32)?
             .sum_keepdim(D::Minus1)?;
         let ids = ids.flatten_all()?.to_vec1::<u32>()?;
-        let lp_chosen = lp_chosen.flatten_all()?.to_vec1::<f32>()?;
-        let lp_asked = lp_asked.flatten_all()?.to_vec1::<f32>()?;
-        let ties = ties.flatten_all()?.to_vec1::<f32>()?;
+        // One copy (one sync) for the three per-row numbers.
+        let stats = Tensor::cat(&[&lp_chosen, &lp_asked, &ties], 1)?.to_vec2::<f32>()?;
         for (j, &i) in reduced.iter().enumerate() {
+            let (lp_chosen, lp_asked, ties) = (stats[j][0], stats[j][1], stats[j][2]);
             let i = i as usize;
             // NaN/inf logits: the host path knows how to treat (or reject) them.
             out[i] = match needs[i] {
-                RowNeed::Logprob(_) if lp_asked[j].is_finite() => {
-                    Some(RowResult::Logprob(lp_asked[j]))
-                }
-                RowNeed::Greedy if lp_chosen[j].is_finite() && ties[j] <= 1.0 => {
-                    Some(RowResult::Chosen(ids[j], lp_chosen[j]))
+                RowNeed::Logprob(_) if lp_asked.is_finite() => Some(RowResult::Logprob(lp_asked)),
+                RowNeed::Greedy if lp_chosen.is_finite() && ties <= 1.0 => {
+                    Some(RowResult::Chosen(ids[j], lp_chosen))
                 }
                 _ => None,
             };
