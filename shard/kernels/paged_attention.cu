@@ -5,6 +5,9 @@
 #include "common.cuh"
 
 #define PA_MAX_GROUP 8
+// Key (and value) rows each lane group loads before using them: one 16-byte load at a time
+// left the kernel latency-bound (a few hundred keys per block, one round trip each).
+#define PA_UNROLL 4
 
 // Grid (splits, heads / gb, T), blockDim.x threads (a multiple of 32). Block y handles the gb
 // query heads y*gb .. y*gb+gb-1, which share one KV head, so each K/V row is read once for
@@ -65,28 +68,34 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
   }
   __syncthreads();
 
-  // Scores: each group of g lanes takes one key per pass, for all gb heads.
-  for (int j0 = warp * rows_per_warp; j0 < n; j0 += nwarps * rows_per_warp) {
-    const int j = j0 + sub;
-    float kf[VEC];
-    if (j < n) {
-      const uint4 kv = *reinterpret_cast<const uint4*>(kc + ((size_t)sl[j] * kvh + kv_head) * d +
-                                                       gl * VEC);
-      const T* ke = reinterpret_cast<const T*>(&kv);
+  // Scores: each group of g lanes takes PA_UNROLL keys per pass, for all gb heads; the
+  // loads of a pass are all issued before the first use, so several are in flight per thread.
+  const int keys_per_pass = nwarps * rows_per_warp;
+  for (int j0 = warp * rows_per_warp; j0 < n; j0 += keys_per_pass * PA_UNROLL) {
+    uint4 kraw[PA_UNROLL];
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) kf[e] = to_f(ke[e]);
-    } else {
-#pragma unroll
-      for (int e = 0; e < VEC; ++e) kf[e] = 0.f;
+    for (int u = 0; u < PA_UNROLL; ++u) {
+      const int j = j0 + u * keys_per_pass + sub;
+      kraw[u] = j < n ? *reinterpret_cast<const uint4*>(
+                            kc + ((size_t)sl[j] * kvh + kv_head) * d + gl * VEC)
+                      : make_uint4(0u, 0u, 0u, 0u);
     }
 #pragma unroll
-    for (int h = 0; h < PA_MAX_GROUP; ++h) {
-      if (h < gb) {
-        float dot = 0.f;
+    for (int u = 0; u < PA_UNROLL; ++u) {
+      const int j = j0 + u * keys_per_pass + sub;
+      const T* ke = reinterpret_cast<const T*>(&kraw[u]);
+      float kf[VEC];
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) dot += qf[h][e] * kf[e];
-        for (int o = g >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
-        if (gl == 0 && j < n) sc[h * split_len + j] = dot;
+      for (int e = 0; e < VEC; ++e) kf[e] = to_f(ke[e]);
+#pragma unroll
+      for (int h = 0; h < PA_MAX_GROUP; ++h) {
+        if (h < gb) {
+          float dot = 0.f;
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) dot += qf[h][e] * kf[e];
+          for (int o = g >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffff, dot, o);
+          if (gl == 0 && j < n) sc[h * split_len + j] = dot;
+        }
       }
     }
   }
@@ -117,19 +126,31 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
   for (int h = 0; h < PA_MAX_GROUP; ++h)
 #pragma unroll
     for (int e = 0; e < VEC; ++e) acc[h][e] = 0.f;
-  for (int j = kg; j < n; j += groups) {
-    const uint4 vv = *reinterpret_cast<const uint4*>(vc + ((size_t)sl[j] * kvh + kv_head) * d +
-                                                     gl * VEC);
-    const T* ve = reinterpret_cast<const T*>(&vv);
-    float vf[VEC];
+  for (int j0 = kg; j0 < n; j0 += groups * PA_UNROLL) {
+    uint4 vraw[PA_UNROLL];
 #pragma unroll
-    for (int e = 0; e < VEC; ++e) vf[e] = to_f(ve[e]);
+    for (int u = 0; u < PA_UNROLL; ++u) {
+      const int j = j0 + u * groups;
+      vraw[u] = j < n ? *reinterpret_cast<const uint4*>(
+                            vc + ((size_t)sl[j] * kvh + kv_head) * d + gl * VEC)
+                      : make_uint4(0u, 0u, 0u, 0u);
+    }
 #pragma unroll
-    for (int h = 0; h < PA_MAX_GROUP; ++h) {
-      if (h < gb) {
-        const float p = sc[h * split_len + j];
+    for (int u = 0; u < PA_UNROLL; ++u) {
+      const int j = j0 + u * groups;
+      if (j < n) {
+        const T* ve = reinterpret_cast<const T*>(&vraw[u]);
+        float vf[VEC];
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[h][e] += p * vf[e];
+        for (int e = 0; e < VEC; ++e) vf[e] = to_f(ve[e]);
+#pragma unroll
+        for (int h = 0; h < PA_MAX_GROUP; ++h) {
+          if (h < gb) {
+            const float p = sc[h * split_len + j];
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) acc[h][e] += p * vf[e];
+          }
+        }
       }
     }
   }

@@ -105,6 +105,15 @@ pub struct ServeArgs {
     /// Rendezvous address for tensor parallelism.
     #[arg(long, env = "MASTER_ADDR", default_value = "localhost")]
     pub master_addr: String,
+    /// Decode batch sizes run as CUDA graphs (TGI's `CUDA_GRAPHS`, comma list; `0` disables).
+    /// Used on a GPU with one shard; ignored on the CPU.
+    #[arg(
+        long,
+        env = "CUDA_GRAPHS",
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16,32"
+    )]
+    pub cuda_graphs: Vec<usize>,
     /// Rendezvous port for tensor parallelism.
     #[arg(long, env = "MASTER_PORT", default_value_t = 29500)]
     pub master_port: u16,

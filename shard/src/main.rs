@@ -179,6 +179,12 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
             max_input_tokens: args.max_input_tokens,
             rank: args.rank,
             world_size,
+            // TGI: `0` anywhere in the list turns graphs off.
+            cuda_graphs: if args.cuda_graphs.contains(&0) {
+                Vec::new()
+            } else {
+                args.cuda_graphs.clone()
+            },
         },
     );
     let urls = (0..world_size)

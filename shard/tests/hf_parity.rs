@@ -250,6 +250,25 @@ async fn bfloat16_prompt_logprobs_are_close_to_float32() {
 
 #[tokio::test]
 async fn int8_quantized_prompt_logprobs_are_close_to_float32() {
+    if cfg!(feature = "cuda") {
+        // GPU builds quantize nothing yet: the shard must refuse with the reason, not start.
+        let model = tiny_model(test_models::Arch::Llama);
+        let sockets = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_text-generation-shard"))
+            .arg("serve")
+            .arg(model.path())
+            .args(["--quantize", "bitsandbytes", "--uds-path"])
+            .arg(sockets.path().join("s"))
+            .output()
+            .expect("run shard");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a GPU shard started with --quantize");
+        assert!(
+            stderr.contains("--quantize is applied on the CPU only"),
+            "unexpected error: {stderr}"
+        );
+        return;
+    }
     for arch in [test_models::Arch::Llama, test_models::Arch::Qwen2] {
         check_mode(arch, Mode::Int8).await;
     }

@@ -58,16 +58,6 @@ pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowRes
         .filter(|&i| needs[i as usize] != RowNeed::Full)
         .collect();
     if !reduced.is_empty() {
-        let rows = Tensor::new(reduced.as_slice(), dev)?;
-        let x = logits.index_select(&rows, 0)?;
-        let max = x.max_keepdim(D::Minus1)?;
-        let lse = (x
-            .broadcast_sub(&max)?
-            .exp()?
-            .sum_keepdim(D::Minus1)?
-            .log()?
-            + &max)?;
-        let ids = x.argmax_keepdim(D::Minus1)?;
         let asked: Vec<u32> = reduced
             .iter()
             .map(|&i| match needs[i as usize] {
@@ -75,36 +65,20 @@ pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowRes
                 _ => 0,
             })
             .collect();
-        let asked = Tensor::from_vec(asked, (reduced.len(), 1), dev)?;
-        let vocab = x.dim(1)? as u32;
-        if let Some(RowNeed::Logprob(id)) = reduced
-            .iter()
-            .map(|&i| needs[i as usize])
-            .find(|n| matches!(n, RowNeed::Logprob(id) if *id >= vocab))
-        {
+        let vocab = logits.dim(1)? as u32;
+        if let Some(&id) = asked.iter().find(|&&id| id >= vocab) {
             return Err(ShardError::InvalidArgument(format!(
                 "token id {id} is outside the vocabulary ({vocab})"
             )));
         }
-        let lp_chosen = x.gather(&ids, 1)?.broadcast_sub(&lse)?;
-        let lp_asked = x.gather(&asked, 1)?.broadcast_sub(&lse)?;
-        // Rows whose maximum is shared: a GPU argmax does not promise the lowest index (the
-        // host's and torch's choice), so those rows go to the host.
-        let ties = x
-            .broadcast_eq(&max)?
-            .to_dtype(DType::F32)?
-            .sum_keepdim(D::Minus1)?;
-        let ids = ids.flatten_all()?.to_vec1::<u32>()?;
-        // One copy (one sync) for the three per-row numbers.
-        let stats = Tensor::cat(&[&lp_chosen, &lp_asked, &ties], 1)?.to_vec2::<f32>()?;
-        for (j, &i) in reduced.iter().enumerate() {
-            let (lp_chosen, lp_asked, ties) = (stats[j][0], stats[j][1], stats[j][2]);
+        let stats = row_stats(&logits, &reduced, &asked)?;
+        for (&i, &[id, lp_chosen, lp_asked, ties]) in reduced.iter().zip(&stats) {
             let i = i as usize;
             // NaN/inf logits: the host path knows how to treat (or reject) them.
             out[i] = match needs[i] {
                 RowNeed::Logprob(_) if lp_asked.is_finite() => Some(RowResult::Logprob(lp_asked)),
                 RowNeed::Greedy if lp_chosen.is_finite() && ties <= 1.0 => {
-                    Some(RowResult::Chosen(ids[j], lp_chosen))
+                    Some(RowResult::Chosen(id as u32, lp_chosen))
                 }
                 _ => None,
             };
@@ -128,6 +102,51 @@ pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowRes
     out.into_iter()
         .map(|r| r.ok_or_else(|| ShardError::InvalidArgument("a logits row was not read".into())))
         .collect()
+}
+
+/// (argmax id, its logprob, `asked[j]`'s logprob, count of the maximum) for each row `rows[j]`
+/// of `logits`: one kernel on a GPU, candle reductions elsewhere. Non-finite rows come out
+/// with a non-finite logprob.
+fn row_stats(logits: &Tensor, rows: &[u32], asked: &[u32]) -> Result<Vec<[f32; 4]>> {
+    let dev = logits.device();
+    let all_rows = rows.iter().copied().eq(0..logits.dim(0)? as u32);
+    let x = if all_rows {
+        logits.clone()
+    } else {
+        logits.index_select(&Tensor::new(rows, dev)?, 0)?
+    };
+    let asked = Tensor::new(asked, dev)?;
+    #[cfg(feature = "cuda")]
+    if dev.is_cuda() {
+        let stats = crate::kernels::logits_stats(&x, &asked)?.to_vec2::<f32>()?;
+        return Ok(stats
+            .into_iter()
+            .map(|r| [r[0], r[1], r[2], r[3]])
+            .collect());
+    }
+    let max = x.max_keepdim(D::Minus1)?;
+    let lse = (x
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        + &max)?;
+    let ids = x.argmax_keepdim(D::Minus1)?;
+    let lp_chosen = x.gather(&ids, 1)?.broadcast_sub(&lse)?;
+    let lp_asked = x.gather(&asked.unsqueeze(1)?, 1)?.broadcast_sub(&lse)?;
+    // Rows whose maximum is shared: a GPU argmax does not promise the lowest index (the
+    // host's and torch's choice), so those rows go to the host.
+    let ties = x
+        .broadcast_eq(&max)?
+        .to_dtype(DType::F32)?
+        .sum_keepdim(D::Minus1)?;
+    let ids = ids.to_dtype(DType::F32)?;
+    // One copy (one sync) for the four per-row numbers.
+    let stats = Tensor::cat(&[&ids, &lp_chosen, &lp_asked, &ties], 1)?.to_vec2::<f32>()?;
+    Ok(stats
+        .into_iter()
+        .map(|r| [r[0], r[1], r[2], r[3]])
+        .collect())
 }
 
 /// The host's log-softmax value of `id` in `row` (NaN as -inf, +inf sharing the mass).

@@ -2,7 +2,12 @@
 //! Each public method is one of TGI's shard RPCs, on engine types.
 
 mod batch;
+#[cfg(feature = "cuda")]
+mod cuda_graphs;
 mod detokenize;
+mod finish;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod graph_inputs;
 mod logits;
 mod request;
 mod step;
@@ -43,6 +48,9 @@ pub struct EngineConfig {
     pub rank: usize,
     /// Number of shards.
     pub world_size: usize,
+    /// Decode batch sizes captured as CUDA graphs (TGI's `CUDA_GRAPHS`); empty: none. Only
+    /// used on a GPU with one shard.
+    pub cuda_graphs: Vec<usize>,
 }
 
 /// Static facts reported by Info.
@@ -71,6 +79,9 @@ pub struct Engine {
     config: EngineConfig,
     rank: usize,
     world_size: usize,
+    /// Decode graphs of the current KV cache (they point into it).
+    #[cfg(feature = "cuda")]
+    graphs: Option<cuda_graphs::DecodeGraphs>,
 }
 
 impl Engine {
@@ -86,7 +97,15 @@ impl Engine {
             rank: config.rank,
             world_size: config.world_size.max(1),
             config,
+            #[cfg(feature = "cuda")]
+            graphs: None,
         }
+    }
+
+    /// CUDA graphs captured for the current KV cache.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_graphs_captured(&self) -> usize {
+        self.graphs.as_ref().map_or(0, |g| g.captured())
     }
 
     /// Info RPC.
@@ -208,11 +227,29 @@ impl Engine {
         })
     }
 
+    /// Decode graphs for a new cache: on a GPU with one shard (collectives are not captured).
+    #[cfg(feature = "cuda")]
+    fn new_graphs(&self) -> Option<cuda_graphs::DecodeGraphs> {
+        if !self.model.device().is_cuda() {
+            return None;
+        }
+        if self.world_size > 1 {
+            tracing::info!("CUDA graphs are not used with tensor parallelism");
+            return None;
+        }
+        cuda_graphs::DecodeGraphs::new(&self.config.cuda_graphs)
+    }
+
     /// Warmup RPC: sizes the KV cache, runs the warmup batch's prefill, reports limits.
     pub fn warmup(&mut self, params: WarmupParams) -> Result<WarmupResult> {
         self.clear_cache(None);
         let cfg = self.model.config().clone();
-        // Free the old cache first so a GPU's free memory is measured without it.
+        // Free the old cache first so a GPU's free memory is measured without it (and the
+        // graphs that point into it before that).
+        #[cfg(feature = "cuda")]
+        {
+            self.graphs = None;
+        }
         self.kv = None;
         let num_blocks = self.kv_tokens()?.div_ceil(BLOCK_SIZE).max(2);
         let prefill_blocks: usize =
@@ -221,6 +258,10 @@ impl Engine {
             return Err(ShardError::WarmupTooLarge(params.max_prefill_tokens));
         }
         self.kv = Some(self.new_cache(num_blocks)?);
+        #[cfg(feature = "cuda")]
+        {
+            self.graphs = self.new_graphs();
+        }
         self.allocator = BlockAllocator::new(num_blocks);
         self.max_prefill_tokens = params.max_prefill_tokens.max(1) as usize;
         // Warmup only prefills, so reserve room for the prompts (+1 token), not for
@@ -428,12 +469,20 @@ impl Engine {
             );
             Some(s)
         };
+        let total_ns = start.elapsed().as_nanos() as u64;
+        tracing::debug!(
+            requests = generations.len(),
+            forward_us = times.forward_ns / 1000,
+            decode_us = times.decode_ns / 1000,
+            total_us = total_ns / 1000,
+            "step"
+        );
         Ok(StepOutput {
             generations,
             batch: summary,
             forward_ns: times.forward_ns,
             decode_ns: times.decode_ns,
-            total_ns: start.elapsed().as_nanos() as u64,
+            total_ns,
             concat_ns,
         })
     }

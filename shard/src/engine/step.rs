@@ -2,28 +2,28 @@
 //! model against the paged cache, then sample, detokenize, check stopping and plan the next
 //! chunk of every request.
 
+use super::finish::Finisher;
 use super::logits::{self, RowNeed, RowResult};
 use super::request::RequestState;
-use super::stopping::FinishReason;
-use super::types::{GeneratedText, Generation, TokenList};
+use super::types::Generation;
 use super::Engine;
 use crate::error::{Result, ShardError};
 use crate::kv::AttentionMetadata;
 use crate::models::ForwardInput;
-use crate::sampling::top_n_logprobs;
+use rayon::prelude::*;
 use std::time::Instant;
+
+/// Batches at least this large finish their requests on several threads.
+const PARALLEL_FINISH: usize = 8;
 
 /// What a logits row is used for.
 #[derive(Debug, Clone, Copy)]
-enum RowUse {
+pub(super) enum RowUse {
     /// Choose request `req`'s next token.
     Sample { req: usize },
     /// Logprob of request `req`'s prompt token at `pos`.
     PromptLogprob { req: usize, pos: usize },
 }
-
-/// A chosen token: id, logprob, top-n alternatives.
-type Sampled = (u32, f32, Vec<(u32, f32)>);
 
 /// Timings of a step.
 pub(super) struct StepTimes {
@@ -41,7 +41,17 @@ impl Engine {
         let start = Instant::now();
         let (input, uses) = self.build_input(requests)?;
         let kv = self.kv.as_deref_mut().ok_or(ShardError::NotWarmedUp)?;
-        let logits = self.model.forward(&input, kv)?;
+        #[cfg(feature = "cuda")]
+        let graphed = match self.graphs.as_mut() {
+            Some(graphs) => graphs.forward(&self.model, kv, &input)?,
+            None => None,
+        };
+        #[cfg(not(feature = "cuda"))]
+        let graphed = None;
+        let logits = match graphed {
+            Some(logits) => logits,
+            None => self.model.forward(&input, kv)?,
+        };
         let needs: Vec<RowNeed> = uses
             .iter()
             .map(|u| match *u {
@@ -74,60 +84,45 @@ impl Engine {
         for r in requests.iter_mut() {
             r.computed += r.next_chunk;
         }
-        let mut sampled: Vec<Option<Sampled>> = vec![None; requests.len()];
+        let mut per_request: Vec<Vec<(RowUse, RowResult)>> = vec![Vec::new(); requests.len()];
         for (row, u) in rows.into_iter().zip(uses) {
-            match (u, row) {
-                (RowUse::PromptLogprob { req, pos }, row) => {
-                    let r = &mut requests[req];
-                    let lp = match row {
-                        RowResult::Logprob(lp) => lp,
-                        RowResult::Full(row) => r
-                            .all_ids
-                            .get(pos)
-                            .map_or(f32::NAN, |&id| logits::host_logprob(row, id)),
-                        RowResult::Chosen(..) => f32::NAN,
-                    };
-                    if r.prompt_logprobs.len() == pos {
-                        r.prompt_logprobs.push(lp);
-                    }
-                }
-                (RowUse::Sample { req }, RowResult::Chosen(id, lp)) => {
-                    sampled[req] = Some((id, lp, Vec::new()));
-                }
-                (RowUse::Sample { req }, RowResult::Full(mut row)) => {
-                    let r = &mut requests[req];
-                    let choice = r
-                        .chooser
-                        .choose(&mut row, &r.all_ids)
-                        .map_err(|e| ShardError::invalid_request(r.id, e.to_string()))?;
-                    let top = if r.top_n_tokens > 0 {
-                        top_n_logprobs(&row, r.top_n_tokens)
-                    } else {
-                        Vec::new()
-                    };
-                    sampled[req] = Some((choice.id, choice.logprob, top));
-                }
-                (RowUse::Sample { req }, RowResult::Logprob(_)) => {
-                    return Err(ShardError::invalid_request(
-                        requests[req].id,
-                        "logits row read back as a prompt logprob",
-                    ));
-                }
+            let req = match u {
+                RowUse::Sample { req } | RowUse::PromptLogprob { req, .. } => req,
+            };
+            if let Some(list) = per_request.get_mut(req) {
+                list.push((u, row));
             }
         }
-
+        let finisher = Finisher {
+            tokenizer: &self.tokenizer,
+            max_positions: self.model.config().max_position_embeddings,
+        };
+        let finish =
+            |(r, rows): (&mut RequestState, Vec<(RowUse, RowResult)>)| finisher.finish(r, rows);
+        // Sampling on the host and detokenizing are per request: large batches spread them
+        // over the host's cores instead of serialising them between two forwards.
+        let finished: Vec<Result<Option<(Generation, bool)>>> = if requests.len() >= PARALLEL_FINISH
+        {
+            requests
+                .par_iter_mut()
+                .zip(per_request.into_par_iter())
+                .map(finish)
+                .collect()
+        } else {
+            requests.iter_mut().zip(per_request).map(finish).collect()
+        };
         let mut generations = Vec::new();
-        let mut finished = vec![false; requests.len()];
-        for (i, s) in sampled.into_iter().enumerate() {
-            let Some((id, logprob, top)) = s else {
+        let mut done_flags = vec![false; requests.len()];
+        for (i, f) in finished.into_iter().enumerate() {
+            let Some((generation, done)) = f? else {
                 continue;
             };
-            let (generation, done) = self.advance(&mut requests[i], id, logprob, top)?;
-            finished[i] = done;
-            if requests[i].id % self.world_size as u64 == self.rank as u64 {
+            done_flags[i] = done;
+            if generation.request_id % self.world_size as u64 == self.rank as u64 {
                 generations.push(generation);
             }
         }
+        let finished = done_flags;
         let (kept, done): (Vec<_>, Vec<_>) = std::mem::take(requests)
             .into_iter()
             .zip(finished)
@@ -190,77 +185,6 @@ impl Engine {
             },
             uses,
         ))
-    }
-
-    /// Appends the chosen token, detokenizes it, checks stopping. Returns the generation and
-    /// whether the request finished.
-    fn advance(
-        &self,
-        r: &mut RequestState,
-        id: u32,
-        logprob: f32,
-        top: Vec<(u32, f32)>,
-    ) -> Result<(Generation, bool)> {
-        let prefill_tokens = (r.prefill_logprobs && r.stopping.current_tokens() == 0).then(|| {
-            r.prefill_token_list(
-                |i| self.token_text(i),
-                |i| self.tokenizer.special_ids.contains(&i),
-            )
-        });
-        r.all_ids.push(id);
-        let text = r.decoder.next_text(&self.tokenizer, &r.all_ids)?;
-        let mut reason = r.stopping.step(id, &text);
-        // A full context ends the request like max_new_tokens would, instead of failing it.
-        if reason.is_none() && r.all_ids.len() >= self.model.config().max_position_embeddings {
-            reason = Some(FinishReason::Length);
-        }
-        if reason.is_none() && r.all_ids.len() > r.capacity() {
-            return Err(ShardError::invalid_request(
-                r.id,
-                format!(
-                    "generation exceeds the {} KV slots reserved for it",
-                    r.capacity()
-                ),
-            ));
-        }
-        let generated_text = match reason {
-            Some(finish_reason) => Some(GeneratedText {
-                text: self.tokenizer.decode(&r.all_ids[r.prompt_len..], true)?,
-                generated_tokens: r.stopping.current_tokens(),
-                finish_reason,
-                seed: r.seed,
-            }),
-            None => None,
-        };
-        let is_special = |i: u32| self.tokenizer.special_ids.contains(&i);
-        let top_tokens = if r.top_n_tokens > 0 {
-            vec![TokenList {
-                ids: top.iter().map(|t| t.0).collect(),
-                logprobs: top.iter().map(|t| t.1).collect(),
-                texts: top.iter().map(|t| self.token_text(t.0)).collect(),
-                is_special: top.iter().map(|t| is_special(t.0)).collect(),
-            }]
-        } else {
-            Vec::new()
-        };
-        let generation = Generation {
-            request_id: r.id,
-            prefill_tokens,
-            tokens: TokenList {
-                ids: vec![id],
-                logprobs: vec![logprob],
-                texts: vec![text],
-                is_special: vec![is_special(id)],
-            },
-            generated_text,
-            top_tokens,
-        };
-        r.next_chunk = 1;
-        Ok((generation, reason.is_some()))
-    }
-
-    fn token_text(&self, id: u32) -> String {
-        self.tokenizer.decode(&[id], false).unwrap_or_default()
     }
 
     /// Decoding requests take 1 token; prefilling ones share what is left of the prefill

@@ -9,8 +9,9 @@ use candle_core::{DType, Tensor};
 
 /// Most key positions one block handles (shared memory holds their scores and slots).
 const MAX_SPLIT: usize = 512;
-/// Fewest key positions worth a block of their own.
-const MIN_SPLIT: usize = 64;
+/// Fewest key positions worth a block of their own (small batches split short contexts
+/// this fine so that enough blocks run at once).
+const MIN_SPLIT: usize = 32;
 /// Blocks to aim for: two per SM of an H100, so batch-1 decode fills the GPU.
 const TARGET_BLOCKS: usize = 264;
 const THREADS: u32 = 128;

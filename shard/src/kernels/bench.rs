@@ -92,6 +92,29 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
             time(&dev, 50, || silu_mul(&gu))?,
             m * 28672 * 3,
         );
+        for ctx in [256usize, 2048] {
+            // Each sequence reads its own `ctx` slots; 32 heads over 8 KV heads of 128.
+            let (heads, kvh, d) = (32, 8, 128);
+            let kc = rnd((m * ctx, kvh * d))?.reshape((m * ctx, kvh, d))?;
+            let vc = rnd((m * ctx, kvh * d))?.reshape((m * ctx, kvh, d))?;
+            let q = rnd((m, heads * d))?.reshape((m, heads, d))?;
+            let table: Vec<u32> = (0..(m * ctx) as u32).collect();
+            let offsets: Vec<u32> = (0..m as u32).map(|s| s * ctx as u32).collect();
+            let args = PagedAttentionArgs {
+                token_seq: Tensor::new((0..m as u32).collect::<Vec<_>>().as_slice(), &dev)?,
+                token_pos: Tensor::new(vec![ctx as u32 - 1; m].as_slice(), &dev)?,
+                seq_off: Tensor::new(offsets.as_slice(), &dev)?,
+                slot_table: Tensor::new(table.as_slice(), &dev)?,
+                max_keys: ctx,
+                window: 0,
+                scale: 0.088,
+            };
+            report(
+                &format!("paged_attention m={m} ctx={ctx}"),
+                time(&dev, 50, || paged_attention(&q, &kc, &vc, &args))?,
+                m * ctx * kvh * d * 2 * 2,
+            );
+        }
         let tiny = rnd((1, 1))?;
         report(
             "tiny candle op (affine 1 elem)",

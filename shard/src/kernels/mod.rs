@@ -7,6 +7,7 @@ mod attention;
 mod bench;
 mod fused;
 mod gemm;
+mod logits;
 mod softmax;
 #[cfg(test)]
 mod tests;
@@ -16,6 +17,7 @@ pub use attention::{
 };
 pub use fused::{add_rms_norm, rope_qkv, silu_mul, write_kv};
 pub use gemm::{linear, GEMV_MAX_M};
+pub use logits::logits_stats;
 pub use softmax::masked_softmax;
 
 use crate::error::{Result, ShardError};

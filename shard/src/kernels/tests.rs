@@ -230,3 +230,42 @@ fn linear_matches_candle_matmul() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn logits_stats_match_the_host() -> Result<()> {
+    let Some(dev) = gpu() else { return Ok(()) };
+    let (rows, vocab) = (6, 128_256);
+    let mut host = Tensor::randn(0f32, 3.0, (rows, vocab), &Device::Cpu)?.to_vec2::<f32>()?;
+    // Row 1: the maximum twice (the lowest index must win); row 2: a NaN; row 3: +inf.
+    let top = host[1].iter().cloned().fold(f32::MIN, f32::max) + 1.0;
+    host[1][700] = top;
+    host[1][90_000] = top;
+    host[2][5] = f32::NAN;
+    host[3][77] = f32::INFINITY;
+    let asked: Vec<u32> = vec![3, 700, 0, 1, vocab as u32 - 1, 12_345];
+    let logits = Tensor::new(host.clone(), &dev)?;
+    let stats = logits_stats(&logits, &Tensor::new(asked.as_slice(), &dev)?)?.to_vec2::<f32>()?;
+    for (r, row) in host.iter().enumerate() {
+        let [id, lp, lp_asked, ties] = [stats[r][0], stats[r][1], stats[r][2], stats[r][3]];
+        if r == 2 || r == 3 {
+            assert!(lp.is_nan() && lp_asked.is_nan(), "row {r}: {:?}", stats[r]);
+            continue;
+        }
+        let mut lsm = row.clone();
+        crate::sampling::log_softmax_in_place(&mut lsm);
+        let best = crate::sampling::argmax(row).expect("argmax") as usize;
+        assert_eq!(id as usize, best, "row {r}");
+        assert_eq!(ties, if r == 1 { 2.0 } else { 1.0 }, "row {r}");
+        assert!(
+            (lp - lsm[best]).abs() < 1e-5,
+            "row {r}: {lp} vs {}",
+            lsm[best]
+        );
+        let want = lsm[asked[r] as usize];
+        assert!(
+            (lp_asked - want).abs() < 1e-5,
+            "row {r}: {lp_asked} vs {want}"
+        );
+    }
+    Ok(())
+}

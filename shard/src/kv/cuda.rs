@@ -29,6 +29,9 @@ pub struct CudaPagedCache {
     tensor: TensorPagedCache,
     plan: Option<KernelPlan>,
     order: LayerOrder,
+    /// The plan is fixed by [`CudaPagedCache::pin_plan`] (a CUDA graph's static buffers)
+    /// and is not rebuilt from the metadata.
+    pinned: bool,
 }
 
 /// Device copies of one forward's metadata, shared by every layer.
@@ -59,7 +62,33 @@ impl CudaPagedCache {
             tensor: TensorPagedCache::new(layers, num_blocks, kv_heads, head_dim, dtype, device)?,
             plan: None,
             order: LayerOrder::default(),
+            pinned: false,
         })
+    }
+
+    /// Makes the following forwards write K/V at `slots` and attend through `attention`
+    /// (device buffers the caller keeps filled), whatever metadata they pass, until
+    /// [`CudaPagedCache::unpin_plan`]. Launch shapes then depend on `attention.max_keys`
+    /// only, which is what lets a CUDA graph captured from such a forward be replayed with
+    /// new buffer contents. The caller range-checks every slot it puts in the buffers.
+    pub fn pin_plan(&mut self, slots: Tensor, attention: PagedAttentionArgs) {
+        self.plan = Some(KernelPlan {
+            key: ForwardKey::of(&AttentionMetadata::default(), 0),
+            slots,
+            attention: Some(attention),
+        });
+        self.pinned = true;
+    }
+
+    /// Goes back to plans built from each forward's metadata.
+    pub fn unpin_plan(&mut self) {
+        self.plan = None;
+        self.pinned = false;
+    }
+
+    /// Slots in the cache (block 0's included).
+    pub fn num_slots(&self) -> usize {
+        self.tensor.num_blocks() * BLOCK_SIZE
     }
 
     /// Keys and values of `layer`, `[slots, kv_heads, head_dim]` each.
@@ -85,6 +114,9 @@ impl CudaPagedCache {
     }
 
     fn update_plan(&mut self, layer: usize, meta: &AttentionMetadata, heads: usize) -> Result<()> {
+        if self.pinned {
+            return Ok(());
+        }
         let reusable = self.order.continues(layer)
             && self
                 .plan
@@ -166,6 +198,10 @@ impl CudaPagedCache {
 impl PagedAttention for CudaPagedCache {
     fn num_blocks(&self) -> usize {
         self.tensor.num_blocks()
+    }
+
+    fn as_cuda_mut(&mut self) -> Option<&mut CudaPagedCache> {
+        Some(self)
     }
 
     fn forward(

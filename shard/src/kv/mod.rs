@@ -43,6 +43,12 @@ pub trait PagedAttention: Send {
     /// Blocks in the cache (block 0 included).
     fn num_blocks(&self) -> usize;
 
+    /// The CUDA cache behind this one, for CUDA-graph capture (which pins its plan).
+    #[cfg(feature = "cuda")]
+    fn as_cuda_mut(&mut self) -> Option<&mut CudaPagedCache> {
+        None
+    }
+
     /// Attention from a packed QKV projection: rotary on queries and keys, then
     /// [`PagedAttention::forward`]. Backends with a fused kernel (rotary + cache write in one
     /// launch) override it.

@@ -33,6 +33,17 @@ pub struct ForwardInput {
     pub logit_rows: Vec<u32>,
 }
 
+/// One forward's per-token inputs on the device.
+#[derive(Debug, Clone)]
+pub struct ForwardTensors {
+    /// `[T]` u32 embedding rows ([`DecoderModel::embedding_ids`] of the token ids).
+    pub ids: Tensor,
+    /// `[T]` u32 absolute positions.
+    pub positions: Tensor,
+    /// `[R]` u32 token indices whose logits are needed; `None`: every token, in order.
+    pub logit_rows: Option<Tensor>,
+}
+
 /// A loaded decoder-only model.
 #[derive(Debug, Clone)]
 pub struct DecoderModel {
@@ -138,6 +149,26 @@ impl DecoderModel {
     /// Runs the new tokens through the model, writing their K/V into `kv`; returns f32 logits
     /// `[logit_rows.len(), vocab]`.
     pub fn forward(&self, input: &ForwardInput, kv: &mut dyn PagedAttention) -> Result<Tensor> {
+        self.check(input)?;
+        let t = input.input_ids.len();
+        let every_row = input.logit_rows.iter().copied().eq(0..t as u32);
+        let tensors = ForwardTensors {
+            ids: Tensor::new(
+                self.embedding_ids(&input.input_ids).as_slice(),
+                &self.device,
+            )?,
+            positions: Tensor::new(input.meta.token_pos.as_slice(), &self.device)?,
+            logit_rows: if every_row {
+                None
+            } else {
+                Some(Tensor::new(input.logit_rows.as_slice(), &self.device)?)
+            },
+        };
+        self.forward_tensors(&tensors, &input.meta, kv, true)
+    }
+
+    /// Checks a forward's token ids, positions and metadata sizes against the model.
+    pub fn check(&self, input: &ForwardInput) -> Result<()> {
         let t = input.input_ids.len();
         if t == 0 || input.meta.num_tokens() != t {
             return Err(ShardError::InvalidArgument(format!(
@@ -166,10 +197,32 @@ impl DecoderModel {
                 self.config.vocab_size
             )));
         }
-        let mut timer = PhaseTimer::start(&self.device);
-        let positions = Tensor::new(input.meta.token_pos.as_slice(), &self.device)?;
-        let rope = self.rotary.select(&positions)?;
-        let x = self.embed.forward(&input.input_ids)?;
+        Ok(())
+    }
+
+    /// The ids the embedding reads for `ids` (this rank's rows of the vocabulary).
+    pub fn embedding_ids(&self, ids: &[u32]) -> Vec<u32> {
+        self.embed.local_ids(ids)
+    }
+
+    /// The forward from inputs already on the device, e.g. a captured graph's static buffers;
+    /// `meta` must describe the same tokens. `timed` records the debug phase timer, which
+    /// synchronises and so must be off while a CUDA graph is being captured.
+    pub fn forward_tensors(
+        &self,
+        input: &ForwardTensors,
+        meta: &AttentionMetadata,
+        kv: &mut dyn PagedAttention,
+        timed: bool,
+    ) -> Result<Tensor> {
+        let t = input.ids.dim(0)?;
+        let mut timer = if timed {
+            PhaseTimer::start(&self.device)
+        } else {
+            PhaseTimer::default()
+        };
+        let rope = self.rotary.select(&input.positions)?;
+        let x = self.embed.forward_local(&input.ids)?;
         // Each residual add is fused with the norm that follows it (the next layer's input
         // norm, or the final norm after the last layer).
         let Some(first) = self.layers.first() else {
@@ -179,7 +232,7 @@ impl DecoderModel {
         let mut x = x;
         timer.mark("prologue");
         for (i, layer) in self.layers.iter().enumerate() {
-            let a = layer.attention.forward(&h, &rope, i, kv, &input.meta)?;
+            let a = layer.attention.forward(&h, &rope, i, kv, meta)?;
             timer.mark("attention");
             let (x1, h1) = layer.post_attention_norm.forward_residual(&x, &a)?;
             let m = layer.mlp.forward(&h1)?;
@@ -187,8 +240,10 @@ impl DecoderModel {
             (x, h) = next_norm.forward_residual(&x1, &m)?;
             timer.mark("mlp");
         }
-        let rows = Tensor::new(input.logit_rows.as_slice(), &self.device)?;
-        let x = h.index_select(&rows, 0)?;
+        let x = match &input.logit_rows {
+            Some(rows) => h.index_select(rows, 0)?,
+            None => h,
+        };
         let logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
         timer.mark("lm_head");
         let phases = timer.finish();

@@ -8,5 +8,5 @@ pub mod loader;
 pub mod mistral;
 pub mod qwen2;
 
-pub use decoder::{DecoderModel, ForwardInput};
+pub use decoder::{DecoderModel, ForwardInput, ForwardTensors};
 pub use loader::{load_model, LoadOptions, LoadedModel};

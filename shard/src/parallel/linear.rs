@@ -139,15 +139,17 @@ impl VocabParallelEmbedding {
 
     /// `ids` (`[T]` u32 on the host) -> `[T, hidden]`.
     pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
-        let device = self.weight.device();
+        let local = self.local_ids(ids);
+        self.forward_local(&Tensor::new(local.as_slice(), self.weight.device())?)
+    }
+
+    /// The rows of this rank's table that `ids` read: ids owned by other ranks map to the
+    /// trailing zero row, so the all-reduce sums exactly one embedding per token.
+    pub fn local_ids(&self, ids: &[u32]) -> Vec<u32> {
         if self.comm.world_size() == 1 {
-            let ids = Tensor::new(ids, device)?;
-            return self
-                .comm
-                .all_reduce_sum(&self.weight.index_select(&ids, 0)?);
+            return ids.to_vec();
         }
-        let local: Vec<u32> = ids
-            .iter()
+        ids.iter()
             .map(|&id| {
                 if id >= self.start && id < self.start + self.rows {
                     id - self.start
@@ -155,11 +157,13 @@ impl VocabParallelEmbedding {
                     self.rows
                 }
             })
-            .collect();
-        let x = self
-            .weight
-            .index_select(&Tensor::new(local.as_slice(), device)?, 0)?;
-        self.comm.all_reduce_sum(&x)
+            .collect()
+    }
+
+    /// `local` (`[T]` u32 on the device, from [`Self::local_ids`]) -> `[T, hidden]`.
+    pub fn forward_local(&self, local: &Tensor) -> Result<Tensor> {
+        self.comm
+            .all_reduce_sum(&self.weight.index_select(local, 0)?)
     }
 }
 

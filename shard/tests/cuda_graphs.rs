@@ -1,0 +1,148 @@
+//! Decode through CUDA graphs gives what the eager forward gives: the same tiny models run in
+//! two engines on the GPU, one with graphs and one without, over batches that shrink (so the
+//! bucket changes), get padded (3 sequences in a bucket of 4) and grow past a slot-table
+//! bucket. Needs a GPU (run the CUDA test binary on a GPU machine); without one it says so.
+#![cfg(feature = "cuda")]
+
+use candle_core::DType;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use text_generation_shard::engine::stopping::StoppingParams;
+use text_generation_shard::engine::{
+    Engine, EngineConfig, KvBudget, NewBatch, NewRequest, WarmupParams,
+};
+use text_generation_shard::models::{load_model, LoadOptions};
+use text_generation_shard::parallel::SingleProcess;
+use text_generation_shard::sampling::SamplingParams;
+
+/// Generated ids and logprobs per request id.
+type Outputs = BTreeMap<u64, (Vec<u32>, Vec<f32>)>;
+
+fn request(id: u64, prompt_len: usize, max_new_tokens: u32, top_n_tokens: u32) -> NewRequest {
+    let text: String = (0..prompt_len)
+        .map(|i| char::from(b'a' + ((i * 7 + id as usize) % 26) as u8))
+        .collect();
+    NewRequest {
+        id,
+        inputs: text,
+        truncate: 0,
+        add_special_tokens: false,
+        sampling: SamplingParams::default(),
+        stopping: StoppingParams {
+            max_new_tokens,
+            stop_sequences: Vec::new(),
+            ignore_eos_token: true,
+        },
+        prefill_logprobs: false,
+        top_n_tokens,
+        blocks: Vec::new(),
+        slots: Vec::new(),
+        cache_len: 0,
+        chunk_len: None,
+    }
+}
+
+fn engine(model: &std::path::Path, dtype: DType, graphs: &[usize]) -> Engine {
+    let device = text_generation_shard::device::select_device(0).expect("device");
+    let loaded = load_model(
+        model,
+        &LoadOptions {
+            dtype: Some(dtype),
+            device,
+            comm: Arc::new(SingleProcess),
+            quantize: None,
+        },
+    )
+    .expect("load");
+    let mut e = Engine::new(
+        loaded,
+        EngineConfig {
+            kv_budget: KvBudget::Tokens(8192),
+            max_input_tokens: None,
+            rank: 0,
+            world_size: 1,
+            cuda_graphs: graphs.to_vec(),
+        },
+    );
+    e.warmup(WarmupParams {
+        batch: NewBatch {
+            id: 0,
+            requests: vec![request(0, 32, 1, 0)],
+        },
+        max_input_tokens: None,
+        max_prefill_tokens: 512,
+        max_total_tokens: None,
+    })
+    .expect("warmup");
+    e
+}
+
+/// Prefills `requests` as one batch, then decodes until every request is done.
+fn generate(e: &mut Engine, requests: Vec<NewRequest>) -> Outputs {
+    let mut out = Outputs::new();
+    let mut step = e
+        .prefill(NewBatch { id: 1, requests }, None)
+        .expect("prefill");
+    loop {
+        for g in &step.generations {
+            let entry = out.entry(g.request_id).or_default();
+            entry.0.extend(&g.tokens.ids);
+            entry.1.extend(&g.tokens.logprobs);
+        }
+        let Some(batch) = step.batch else { break };
+        step = e.decode(&[batch.id]).expect("decode");
+    }
+    out
+}
+
+#[test]
+fn graph_decode_matches_eager_decode() {
+    match text_generation_shard::device::select_device(0) {
+        Ok(d) if d.is_cuda() => {}
+        _ => {
+            eprintln!("no CUDA device: skipped");
+            return;
+        }
+    }
+    // Llama, and Mistral for the sliding window (16 in the tiny model).
+    for arch in [test_models::Arch::Llama, test_models::Arch::Mistral] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        test_models::write_model(dir.path(), &test_models::TinyModel::new(arch))
+            .expect("write model");
+        // Sequences end at 40, 150 and 200 new tokens: buckets 4 (3 rows, one padded), 2 and
+        // 1; the longest crosses the 128 and 256 slot-table buckets.
+        let requests = || {
+            vec![
+                request(1, 90, 200, 0),
+                request(2, 17, 150, 2),
+                request(3, 5, 40, 0),
+            ]
+        };
+        let mut graphed = engine(dir.path(), DType::F32, &[1, 2, 4, 8]);
+        let mut eager = engine(dir.path(), DType::F32, &[]);
+        let got = generate(&mut graphed, requests());
+        let want = generate(&mut eager, requests());
+        assert!(
+            graphed.cuda_graphs_captured() >= 4,
+            "{}: only {} graphs were captured",
+            arch.name(),
+            graphed.cuda_graphs_captured()
+        );
+        assert_eq!(eager.cuda_graphs_captured(), 0);
+        assert_eq!(got.len(), 3);
+        let mut worst = 0f32;
+        for (id, (ids, lps)) in &want {
+            let (gids, glps) = &got[id];
+            assert_eq!(gids, ids, "{}: request {id} tokens differ", arch.name());
+            for (a, b) in glps.iter().zip(lps) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        eprintln!(
+            "{}: {} graphs, tokens identical, logprobs within {worst:.2e}",
+            arch.name(),
+            graphed.cuda_graphs_captured()
+        );
+        assert!(worst < 1e-4, "{}: logprobs differ by {worst}", arch.name());
+    }
+}
