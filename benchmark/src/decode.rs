@@ -48,6 +48,9 @@ pub struct DecodeResult {
     pub decode_step_p90_ms: f64,
     /// Generated tokens per second over the batch (batch_size / step time).
     pub decode_tokens_per_s: f64,
+    /// Median of each decode step's client latency minus the shard's own step time
+    /// (`total_ns`): what the RPC round trip and the server around the engine add.
+    pub decode_overhead_ms: f64,
     /// The last run's first-request tokens and logprobs (see [`RunOutput::first_request`]).
     #[serde(skip)]
     pub first_request: Vec<(u32, f32)>,
@@ -111,6 +114,8 @@ pub struct RunOutput {
     pub prefill_ns: u64,
     /// Latency of each decode step.
     pub steps_ns: Vec<u64>,
+    /// Client latency minus rank 0's `total_ns`, per decode step.
+    pub overhead_ns: Vec<u64>,
     /// The first request's generated tokens and their logprobs (all requests have the same
     /// prompt): compared across shard counts to check tensor-parallel parity.
     pub first_request: Vec<(u32, f32)>,
@@ -170,6 +175,7 @@ pub async fn run_once(
     }
     let mut cached = answers.into_iter().next().and_then(|r| r.batch);
     let mut steps = Vec::with_capacity(decode_length as usize);
+    let mut overhead = Vec::with_capacity(decode_length as usize);
     while let Some(cb) = cached {
         let t = Instant::now();
         let answers = shards
@@ -186,7 +192,11 @@ pub async fn run_once(
                 }
             })
             .await?;
-        steps.push(t.elapsed().as_nanos() as u64);
+        let step_ns = t.elapsed().as_nanos() as u64;
+        steps.push(step_ns);
+        if let Some(a) = answers.first() {
+            overhead.push(step_ns.saturating_sub(a.total_ns));
+        }
         let generations: usize = answers.iter().map(|a| a.generations.len()).sum();
         for a in &answers {
             tokens_of(first_id, &a.generations, &mut first_request);
@@ -201,6 +211,7 @@ pub async fn run_once(
     Ok(RunOutput {
         prefill_ns,
         steps_ns: steps,
+        overhead_ns: overhead,
         first_request,
     })
 }
@@ -227,6 +238,7 @@ pub async fn bench(
     .await?;
     let mut prefill = Vec::new();
     let mut steps = Vec::new();
+    let mut overhead = Vec::new();
     let mut first_request = Vec::new();
     for r in 0..runs.max(1) {
         let out = run_once(
@@ -239,10 +251,12 @@ pub async fn bench(
         .await?;
         prefill.push(out.prefill_ns as f64 / 1e6);
         steps.extend(out.steps_ns.iter().map(|&ns| ns as f64 / 1e6));
+        overhead.extend(out.overhead_ns.iter().map(|&ns| ns as f64 / 1e6));
         first_request = out.first_request;
     }
     prefill.sort_by(f64::total_cmp);
     steps.sort_by(f64::total_cmp);
+    overhead.sort_by(f64::total_cmp);
     let prefill_ms = percentile(&prefill, 0.5);
     let step = percentile(&steps, 0.5);
     Ok(DecodeResult {
@@ -254,6 +268,7 @@ pub async fn bench(
         decode_step_ms: step,
         decode_step_p90_ms: percentile(&steps, 0.9),
         decode_tokens_per_s: f64::from(batch_size) / (step / 1e3),
+        decode_overhead_ms: percentile(&overhead, 0.5),
         first_request,
     })
 }

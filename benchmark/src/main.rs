@@ -79,8 +79,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
         let max_batch = args.batch_sizes.iter().copied().max().unwrap_or(1);
         decode::warmup(&client, max_batch * args.sequence_length).await?;
     }
-    println!("| batch | prompt | steps | prefill ms | prefill tok/s | decode ms/step (p50) | p90 | decode tok/s |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| batch | prompt | steps | prefill ms | prefill tok/s | decode ms/step (p50) | p90 | decode tok/s | RPC overhead ms/step |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut dumped = serde_json::Map::new();
     for &b in &args.batch_sizes {
         let r = decode::bench(
@@ -93,7 +93,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
         )
         .await?;
         println!(
-            "| {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {:.3} |",
             r.batch_size,
             r.sequence_length,
             r.decode_length,
@@ -101,7 +101,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
             r.prefill_tokens_per_s,
             r.decode_step_ms,
             r.decode_step_p90_ms,
-            r.decode_tokens_per_s
+            r.decode_tokens_per_s,
+            r.decode_overhead_ms
         );
         if args.json {
             println!("{}", serde_json::to_string(&r).unwrap_or_default());

@@ -49,8 +49,13 @@ fn max_split(gb: usize, vec: usize) -> usize {
 /// `(num_splits, split_len)` for `rows` blocks per split attending to up to `keys` keys,
 /// splits at most `max_len` long.
 fn splits(rows: usize, keys: usize, max_len: usize) -> (usize, usize) {
+    splits_for(rows, keys, max_len, TARGET_BLOCKS)
+}
+
+/// [`splits`] aiming for `target_blocks` blocks.
+fn splits_for(rows: usize, keys: usize, max_len: usize, target_blocks: usize) -> (usize, usize) {
     let keys = keys.max(1);
-    let n = TARGET_BLOCKS
+    let n = target_blocks
         .div_ceil(rows.max(1))
         .min(keys.div_ceil(MIN_SPLIT))
         .max(keys.div_ceil(max_len))
@@ -106,6 +111,18 @@ pub fn paged_attention(
     v_cache: &Tensor,
     args: &PagedAttentionArgs,
 ) -> Result<Tensor> {
+    paged_attention_tuned(q, k_cache, v_cache, args, TARGET_BLOCKS)
+}
+
+/// [`paged_attention`] with the split count aimed at `target_blocks` blocks (the benchmark
+/// sweeps it).
+pub(super) fn paged_attention_tuned(
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    args: &PagedAttentionArgs,
+    target_blocks: usize,
+) -> Result<Tensor> {
     let dev = cuda_device(q, "paged_attention query")?;
     let (t, heads, d) = q.dims3()?;
     let (_, kvh, cd) = k_cache.dims3()?;
@@ -144,7 +161,12 @@ pub fn paged_attention(
         )));
     }
     let gb = group(heads, kvh);
-    let (splits, split_len) = splits(t * heads / gb, args.max_keys, max_split(gb, vec));
+    let (splits, split_len) = splits_for(
+        t * heads / gb,
+        args.max_keys,
+        max_split(gb, vec),
+        target_blocks,
+    );
     let mut q = q.to_dtype(dtype)?.contiguous()?;
     if !q.layout().start_offset().is_multiple_of(vec) {
         // The kernel reads q with 16-byte loads.

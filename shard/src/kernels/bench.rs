@@ -56,7 +56,7 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
     let rnd = |s: (usize, usize)| -> Result<Tensor> {
         Ok(Tensor::randn(0f32, 1.0, s, &dev)?.to_dtype(bf)?)
     };
-    for m in [1usize, 32, 64] {
+    for m in [1usize, 16, 32, 64] {
         for (what, n, k) in [
             ("qkv", 6144, 4096),
             ("o_proj", 4096, 4096),
@@ -109,11 +109,15 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
                 window: 0,
                 scale: 0.088,
             };
-            report(
-                &format!("paged_attention m={m} ctx={ctx}"),
-                time(&dev, 50, || paged_attention(&q, &kc, &vc, &args))?,
-                m * ctx * kvh * d * 2 * 2,
-            );
+            for target in [264usize, 528, 1056] {
+                report(
+                    &format!("paged_attention m={m} ctx={ctx} blocks={target}"),
+                    time(&dev, 50, || {
+                        attention::paged_attention_tuned(&q, &kc, &vc, &args, target)
+                    })?,
+                    m * ctx * kvh * d * 2 * 2,
+                );
+            }
         }
         let tiny = rnd((1, 1))?;
         report(
@@ -122,5 +126,80 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
             0,
         );
     }
+    Ok(())
+}
+
+#[test]
+#[ignore = "GPU timing table; run explicitly on a CUDA machine"]
+fn prefill_timings_at_llama8b_shapes() -> Result<()> {
+    use crate::kv::{
+        AttentionMetadata, CudaPagedCache, PagedAttention, TensorPagedCache, BLOCK_SIZE,
+    };
+    let Ok(dev) = crate::device::select_device(0) else {
+        return Ok(());
+    };
+    if !dev.is_cuda() {
+        return Ok(());
+    }
+    let bf = DType::BF16;
+    let rnd = |s: (usize, usize)| -> Result<Tensor> {
+        Ok(Tensor::randn(0f32, 1.0, s, &dev)?.to_dtype(bf)?)
+    };
+    let m = 2048;
+    for (what, n, k) in [
+        ("qkv", 6144, 4096),
+        ("o_proj", 4096, 4096),
+        ("gate_up", 28672, 4096),
+        ("down", 4096, 14336),
+    ] {
+        let x = rnd((m, k))?;
+        let w = rnd((n, k))?;
+        let (ms, host) = time(&dev, 10, || linear(&x, &w))?;
+        let tflops = 2.0 * (m * n * k) as f64 / (f64::from(ms) * 1e-3) / 1e12;
+        eprintln!(
+            "linear {what} m={m}: {:>8.1} us {tflops:>6.0} TFLOP/s host {host:.0} us",
+            ms * 1e3
+        );
+    }
+    // One sequence's 2048-token prompt through the cache's prefill attention, layer after
+    // layer so that the per-forward plan is built once.
+    let (heads, kvh, d, layers) = (32, 8, 128, 32);
+    let mut cache = CudaPagedCache::new(layers, m / BLOCK_SIZE + 1, kvh, d, bf, &dev)?;
+    let slots: Vec<u32> = (BLOCK_SIZE as u32..(BLOCK_SIZE + m) as u32).collect();
+    let meta = AttentionMetadata {
+        token_slots: slots.clone(),
+        token_seq: vec![0; m],
+        token_pos: (0..m as u32).collect(),
+        seq_slots: vec![slots],
+        sliding_window: None,
+        softmax_scale: 0.088,
+    };
+    let q = rnd((m, heads * d))?.reshape((m, heads, d))?;
+    let kv = rnd((m, kvh * d))?.reshape((m, kvh, d))?;
+    let flops = 4.0 * (m * m / 2 * heads * d) as f64;
+    let mut layer = 0;
+    let (ms, host) = time(&dev, layers, || {
+        let out = cache.forward(layer % layers, &q, &kv, &kv, &meta);
+        layer += 1;
+        out
+    })?;
+    let path = cache.attention_path().unwrap_or("none");
+    eprintln!(
+        "prefill attention ({path}) m={m}: {:>8.1} us/layer {:>6.0} TFLOP/s host {host:.0} us",
+        ms * 1e3,
+        flops / (f64::from(ms) * 1e-3) / 1e12
+    );
+    // The matmul path over the same cache layout, for comparison.
+    let mut reference = TensorPagedCache::new(layers, m / BLOCK_SIZE + 1, kvh, d, bf, &dev)?;
+    let (ms, host) = time(&dev, layers, || {
+        let out = reference.forward(layer % layers, &q, &kv, &kv, &meta);
+        layer += 1;
+        out
+    })?;
+    eprintln!(
+        "prefill attention (matmul) m={m}: {:>8.1} us/layer {:>6.0} TFLOP/s host {host:.0} us",
+        ms * 1e3,
+        flops / (f64::from(ms) * 1e-3) / 1e12
+    );
     Ok(())
 }

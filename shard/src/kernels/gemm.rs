@@ -10,7 +10,7 @@ use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKer
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{DType, Tensor};
 
-/// Largest M the skinny kernel handles.
+/// Largest M the bandwidth-bound GEMV kernel handles.
 pub const GEMV_MAX_M: usize = 8;
 const GEMV_THREADS: u32 = 256;
 

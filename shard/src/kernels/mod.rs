@@ -5,6 +5,7 @@
 mod attention;
 #[cfg(test)]
 mod bench;
+mod flash_prefill;
 mod fused;
 mod gemm;
 mod logits;
@@ -14,6 +15,9 @@ mod tests;
 
 pub use attention::{
     paged_attention, paged_attention_scratch_bytes, paged_attention_supported, PagedAttentionArgs,
+};
+pub use flash_prefill::{
+    flash_prefill, flash_prefill_supported, prefill_tiles, FlashPrefillArgs, FLASH_TILE_ROWS,
 };
 pub use fused::{add_rms_norm, rope_qkv, silu_mul, write_kv};
 pub use gemm::{linear, GEMV_MAX_M};

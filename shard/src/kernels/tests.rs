@@ -7,6 +7,7 @@ use crate::kv::test_layout::ScheduleLayout;
 use crate::kv::{AttentionMetadata, CudaPagedCache, PagedAttention, QkvLayout, TensorPagedCache};
 use crate::layers::rotary::Rope;
 use candle_core::Device;
+use std::collections::BTreeSet;
 
 fn gpu() -> Option<Device> {
     match crate::device::select_device(0) {
@@ -103,7 +104,7 @@ fn rope_at(pos: &[u32], d: usize, interleaved: bool, dtype: DType, dev: &Device)
 /// Runs `steps` (lists of `(sequence, new tokens)`) through a `CudaPagedCache` (fused
 /// rotary and cache write, kernel or matmul attention) and a `TensorPagedCache` (candle rotary and
 /// attention) with the same random QKV; returns the worst relative error of the outputs and
-/// of the cache contents.
+/// of the cache contents, and which attention paths the CUDA cache took.
 fn compare(
     layout: QkvLayout,
     window: Option<usize>,
@@ -111,7 +112,7 @@ fn compare(
     dtype: DType,
     steps: &[&[(usize, usize)]],
     dev: &Device,
-) -> Result<f32> {
+) -> Result<(f32, BTreeSet<&'static str>)> {
     let schedule = ScheduleLayout::new(steps);
     let (nseq, nb) = (schedule.nseq, schedule.num_blocks);
     let slot = |s: usize, p: usize| schedule.slot(s, p);
@@ -120,6 +121,7 @@ fn compare(
     let mut reference = TensorPagedCache::new(l, nb, kvh, d, dtype, dev)?;
     let mut done = vec![0usize; nseq];
     let mut worst = 0f32;
+    let mut paths = BTreeSet::new();
     for step in steps {
         let mut meta = AttentionMetadata {
             sliding_window: window,
@@ -140,6 +142,7 @@ fn compare(
         for layer in 0..l {
             let qkv = randn((t, layout.width()), dtype, dev)?;
             let got = fused.forward_qkv(layer, &qkv, layout, &rope, &meta)?;
+            paths.extend(fused.attention_path());
             let want = reference.forward_qkv(layer, &qkv, layout, &rope, &meta)?;
             worst = worst.max(rel_err(&got, &want)?);
             let (gk, gv) = fused_layer(&fused, layer)?;
@@ -150,7 +153,7 @@ fn compare(
             done[s] += n;
         }
     }
-    Ok(worst)
+    Ok((worst, paths))
 }
 
 fn fused_layer(c: &CudaPagedCache, layer: usize) -> Result<(Tensor, Tensor)> {
@@ -181,9 +184,10 @@ fn paged_attention_matches_the_matmul_path() -> Result<()> {
         kv_heads: 4,
         head_dim: 32,
     };
-    // Prefill (long chunks: matmul attention), then decode steps (kernel, several splits for
-    // the 1300-token sequence), a short chunk mixed with decodes and prompt-sized chunks
-    // (kernel, many causal queries per sequence).
+    // Prefill (long chunks: prefill kernel in f16/bf16 at head dims 64 and 128, matmul
+    // attention otherwise), then decode steps (paged kernel, several splits for the
+    // 1300-token sequence), a short chunk mixed with decodes (paged kernel, causal queries)
+    // and prompt chunks beside a decode token (prefill kernel, one-row tile).
     let steps: &[&[(usize, usize)]] = &[
         &[(0, 1), (1, 37), (2, 600), (3, 1300)],
         &[(0, 1), (1, 1), (2, 1), (3, 1)],
@@ -200,9 +204,18 @@ fn paged_attention_matches_the_matmul_path() -> Result<()> {
             (mqa, None, false),
             (mha, Some(300), false),
         ] {
-            let e = compare(layout, window, interleaved, dtype, steps, &dev)?;
-            eprintln!("paged attention {dtype:?} {layout:?} window {window:?} interleaved {interleaved}: {e:.2e}");
+            let (e, paths) = compare(layout, window, interleaved, dtype, steps, &dev)?;
+            eprintln!("paged attention {dtype:?} {layout:?} window {window:?} interleaved {interleaved}: {e:.2e} via {paths:?}");
             assert!(e <= tol(dtype), "{e} > {}", tol(dtype));
+            let prefill = if flash_prefill_supported(layout.head_dim, dtype) {
+                "flash"
+            } else {
+                "matmul"
+            };
+            assert!(
+                paths.contains("paged") && paths.contains(prefill),
+                "{paths:?}"
+            );
         }
     }
     Ok(())

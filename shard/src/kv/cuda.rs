@@ -1,18 +1,24 @@
 //! The paged KV cache on a CUDA device with the own kernels: rotary + K/V write fused into one
-//! launch, and decode attention reading K/V through each sequence's slot table (no gather).
-//! Forwards with long prompt chunks use [`TensorPagedCache`]'s matmul attention over the same
-//! cache tensors, which is the faster shape for many queries per sequence.
+//! launch; decode attention and prompt (prefill) attention both reading K/V through each
+//! sequence's slot table (no gather). Where neither kernel applies (f32, other head sizes),
+//! forwards with long prompt chunks use [`TensorPagedCache`]'s matmul attention over the same
+//! cache tensors.
 
 use super::{
     AttentionMetadata, ForwardKey, LayerOrder, PagedAttention, QkvLayout, TensorPagedCache,
     BLOCK_SIZE,
 };
 use crate::error::{Result, ShardError};
-use crate::kernels::{self, PagedAttentionArgs};
+use crate::kernels::{self, FlashPrefillArgs, PagedAttentionArgs};
 use crate::layers::rotary::Rope;
 use candle_core::{DType, Device, Tensor};
 
-/// Sequences with at most this many new tokens use the paged-attention kernel (one block per
+/// A forward where some sequence has at least this many new tokens uses the prefill kernel
+/// (tensor cores, each K/V tile shared by up to 64 queries); below it the paged-attention
+/// kernel's per-token blocks are as fast and need no tiles.
+const MIN_FLASH_QUERIES: usize = 16;
+/// Without the prefill kernel, sequences with at most this many new tokens use the
+/// paged-attention kernel (one block per
 /// token and KV head, so short prompts in a batch cost one launch per layer instead of one
 /// matmul piece per sequence); a forward with a longer chunk goes through the matmul path,
 /// which reuses each K/V tile across queries.
@@ -39,8 +45,29 @@ pub struct CudaPagedCache {
 struct KernelPlan {
     key: ForwardKey,
     slots: Tensor,
-    /// `None` when some sequence has more than [`MAX_KERNEL_QUERIES`] new tokens.
-    attention: Option<PagedAttentionArgs>,
+    attention: AttentionPlan,
+}
+
+/// Which kernel runs one forward's attention.
+#[derive(Debug)]
+enum AttentionPlan {
+    /// Decode-sized chunks: one block per token and head group.
+    Paged(PagedAttentionArgs),
+    /// Prompt chunks: query tiles on tensor cores.
+    Flash(FlashPrefillArgs),
+    /// Neither kernel applies: [`TensorPagedCache`]'s matmul attention.
+    Matmul,
+}
+
+impl AttentionPlan {
+    /// The plan's name, for tests and logs.
+    fn name(&self) -> &'static str {
+        match self {
+            AttentionPlan::Paged(_) => "paged",
+            AttentionPlan::Flash(_) => "flash",
+            AttentionPlan::Matmul => "matmul",
+        }
+    }
 }
 
 impl CudaPagedCache {
@@ -75,7 +102,7 @@ impl CudaPagedCache {
         self.plan = Some(KernelPlan {
             key: ForwardKey::of(&AttentionMetadata::default(), 0),
             slots,
-            attention: Some(attention),
+            attention: AttentionPlan::Paged(attention),
         });
         self.pinned = true;
     }
@@ -94,6 +121,11 @@ impl CudaPagedCache {
     /// Keys and values of `layer`, `[slots, kv_heads, head_dim]` each.
     pub fn layer(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
         self.tensor.layer(layer)
+    }
+
+    /// Which attention the last forward ran: "paged", "flash" or "matmul".
+    pub fn attention_path(&self) -> Option<&'static str> {
+        self.plan.as_ref().map(|p| p.attention.name())
     }
 
     /// Builds the plan on a forward's first layer and reuses it for the others.
@@ -137,43 +169,59 @@ impl CudaPagedCache {
             per_seq[s as usize] += 1;
         }
         let (kc, _) = self.tensor.layer(0)?;
-        let kernel_ok = kernels::paged_attention_supported(kc.dim(2)?, kc.dtype());
+        let (kvh, d, dtype) = (kc.dim(1)?, kc.dim(2)?, kc.dtype());
+        let longest = per_seq.iter().copied().max().unwrap_or(0);
         let keys = meta
             .token_pos
             .iter()
             .map(|&p| p as usize + 1 - meta.window_start(p as usize))
             .max()
             .unwrap_or(1);
-        let scratch = kernels::paged_attention_scratch_bytes(
-            meta.num_tokens(),
-            heads,
-            kc.dim(1)?,
-            kc.dim(2)?,
-            kc.dtype(),
-            keys,
-        );
-        let attention = if kernel_ok
-            && meta.num_tokens() <= MAX_KERNEL_TOKENS
-            && scratch <= MAX_KERNEL_SCRATCH
-            && per_seq.iter().all(|&n| n <= MAX_KERNEL_QUERIES)
-        {
+        let scratch =
+            kernels::paged_attention_scratch_bytes(meta.num_tokens(), heads, kvh, d, dtype, keys);
+        let window = meta.sliding_window.unwrap_or(0);
+        let slot_tables = || -> Result<(Tensor, Tensor)> {
             let mut offsets = Vec::with_capacity(meta.seq_slots.len());
             let mut table = Vec::with_capacity(meta.seq_slots.iter().map(Vec::len).sum());
             for slots in &meta.seq_slots {
                 offsets.push(table.len() as u32);
                 table.extend_from_slice(slots);
             }
-            Some(PagedAttentionArgs {
+            Ok((
+                Tensor::new(offsets.as_slice(), &dev)?,
+                Tensor::new(table.as_slice(), &dev)?,
+            ))
+        };
+        let tiles = (kernels::flash_prefill_supported(d, dtype) && longest >= MIN_FLASH_QUERIES)
+            .then(|| kernels::prefill_tiles(&meta.token_seq, &meta.token_pos, window))
+            .filter(|tiles| tiles.len() <= MAX_KERNEL_TOKENS);
+        let attention = if let Some(tiles) = tiles {
+            let (seq_off, slot_table) = slot_tables()?;
+            let flat: Vec<u32> = tiles.iter().flatten().copied().collect();
+            AttentionPlan::Flash(FlashPrefillArgs {
+                tiles: Tensor::new(flat.as_slice(), &dev)?,
+                seq_off,
+                slot_table,
+                window,
+                scale: meta.softmax_scale,
+            })
+        } else if kernels::paged_attention_supported(d, dtype)
+            && meta.num_tokens() <= MAX_KERNEL_TOKENS
+            && scratch <= MAX_KERNEL_SCRATCH
+            && longest <= MAX_KERNEL_QUERIES
+        {
+            let (seq_off, slot_table) = slot_tables()?;
+            AttentionPlan::Paged(PagedAttentionArgs {
                 token_seq: Tensor::new(meta.token_seq.as_slice(), &dev)?,
                 token_pos: Tensor::new(meta.token_pos.as_slice(), &dev)?,
-                seq_off: Tensor::new(offsets.as_slice(), &dev)?,
-                slot_table: Tensor::new(table.as_slice(), &dev)?,
+                seq_off,
+                slot_table,
                 max_keys: keys,
-                window: meta.sliding_window.unwrap_or(0),
+                window,
                 scale: meta.softmax_scale,
             })
         } else {
-            None
+            AttentionPlan::Matmul
         };
         Ok(KernelPlan {
             key: ForwardKey::of(meta, heads),
@@ -186,11 +234,16 @@ impl CudaPagedCache {
     /// this layer already (planning again here would rebuild the plan on every layer).
     fn attend(&mut self, layer: usize, q: &Tensor, meta: &AttentionMetadata) -> Result<Tensor> {
         match &self.plan()?.attention {
-            Some(args) => {
+            AttentionPlan::Paged(args) => {
                 let (kc, vc) = self.tensor.layer(layer)?;
                 Ok(kernels::paged_attention(q, kc, vc, args)?.to_dtype(q.dtype())?)
             }
-            None => self.tensor.attend_written(layer, q, meta),
+            AttentionPlan::Flash(args) => {
+                let (kc, vc) = self.tensor.layer(layer)?;
+                let qc = q.to_dtype(kc.dtype())?;
+                Ok(kernels::flash_prefill(&qc, kc, vc, args)?.to_dtype(q.dtype())?)
+            }
+            AttentionPlan::Matmul => self.tensor.attend_written(layer, q, meta),
         }
     }
 }

@@ -128,7 +128,7 @@ pub fn concat_rows(parts: Vec<LinearWeight>) -> Result<LinearWeight> {
     Ok(LinearWeight::Dense(Tensor::cat(&dense, 0)?))
 }
 
-/// `x . w^T`: the own CUDA linear (skinny kernel or plain cuBLAS GEMM) on a GPU, candle's
+/// `x . w^T`: the own CUDA linear (GEMV kernel or plain cuBLAS GEMM) on a GPU, candle's
 /// matmul elsewhere.
 fn dense(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]

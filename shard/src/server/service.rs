@@ -5,6 +5,7 @@ use super::convert;
 use crate::engine::{Engine, WarmupParams};
 use crate::error::{Result, ShardError};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use text_generation_proto::v3 as pb;
 use text_generation_proto::v3::text_generation_service_server::TextGenerationService;
 use tonic::{Request, Response, Status};
@@ -33,20 +34,38 @@ impl ShardService {
         self.fatal.clone()
     }
 
-    /// Runs `f` on the engine on a blocking thread.
+    /// Runs `f` on the engine on a blocking thread. Logs (debug) how long the hop to that
+    /// thread and back took beside the engine's own time, so a step's RPC overhead can be
+    /// told apart from the server's.
     async fn with_engine<T: Send + 'static>(
         &self,
+        rpc: &'static str,
         f: impl FnOnce(&mut Engine) -> Result<T> + Send + 'static,
     ) -> std::result::Result<T, Status> {
         let engine = self.engine.clone();
+        let called = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
-            let mut guard = engine.lock().map_err(|_| {
-                ShardError::InvalidArgument("engine state poisoned by an earlier panic".into())
-            })?;
-            f(&mut guard)
+            let started = called.elapsed();
+            let out = match engine.lock() {
+                Ok(mut guard) => f(&mut guard),
+                Err(_) => Err(ShardError::InvalidArgument(
+                    "engine state poisoned by an earlier panic".into(),
+                )),
+            };
+            (out, started, called.elapsed())
         })
         .await
-        .map_err(|e| Status::internal(format!("engine task failed: {e}")))?;
+        .map_err(|e| Status::internal(format!("engine task failed: {e}")))
+        .map(|(out, started, ended)| {
+            tracing::debug!(
+                rpc,
+                to_engine_us = started.as_micros() as u64,
+                engine_us = (ended - started).as_micros() as u64,
+                back_us = (called.elapsed() - ended).as_micros() as u64,
+                "engine call"
+            );
+            out
+        })?;
         joined.map_err(|e| {
             tracing::error!("{e}");
             if matches!(e, ShardError::Communication(_)) {
@@ -63,7 +82,7 @@ impl TextGenerationService for ShardService {
         &self,
         _: Request<pb::InfoRequest>,
     ) -> std::result::Result<Response<pb::InfoResponse>, Status> {
-        let info = self.with_engine(|e| Ok(e.info())).await?;
+        let info = self.with_engine("Info", |e| Ok(e.info())).await?;
         Ok(Response::new(pb::InfoResponse {
             requires_padding: false,
             dtype: info.dtype,
@@ -91,7 +110,7 @@ impl TextGenerationService for ShardService {
         req: Request<pb::ClearCacheRequest>,
     ) -> std::result::Result<Response<pb::ClearCacheResponse>, Status> {
         let id = req.into_inner().id;
-        self.with_engine(move |e| {
+        self.with_engine("ClearCache", move |e| {
             e.clear_cache(id);
             Ok(())
         })
@@ -105,7 +124,9 @@ impl TextGenerationService for ShardService {
     ) -> std::result::Result<Response<pb::FilterBatchResponse>, Status> {
         let r = req.into_inner();
         let summary = self
-            .with_engine(move |e| e.filter_batch(r.batch_id, &r.request_ids))
+            .with_engine("FilterBatch", move |e| {
+                e.filter_batch(r.batch_id, &r.request_ids)
+            })
             .await?;
         Ok(Response::new(pb::FilterBatchResponse {
             batch: Some(convert::cached_batch(summary)),
@@ -124,7 +145,9 @@ impl TextGenerationService for ShardService {
             max_prefill_tokens: r.max_prefill_tokens,
             max_total_tokens: r.max_total_tokens,
         };
-        let w = self.with_engine(move |e| e.warmup(params)).await?;
+        let w = self
+            .with_engine("Warmup", move |e| e.warmup(params))
+            .await?;
         tracing::info!(
             max_supported_total_tokens = w.max_supported_total_tokens,
             max_input_tokens = w.max_input_tokens,
@@ -148,7 +171,9 @@ impl TextGenerationService for ShardService {
             .ok_or_else(|| Status::invalid_argument("Prefill needs a batch"))
             .and_then(|b| convert::batch(b).map_err(Status::from))?;
         let cached = r.cached_batch.map(|c| c.id);
-        let out = self.with_engine(move |e| e.prefill(batch, cached)).await?;
+        let out = self
+            .with_engine("Prefill", move |e| e.prefill(batch, cached))
+            .await?;
         let p = convert::step(out);
         Ok(Response::new(pb::PrefillResponse {
             generations: p.generations,
@@ -165,7 +190,7 @@ impl TextGenerationService for ShardService {
         req: Request<pb::DecodeRequest>,
     ) -> std::result::Result<Response<pb::DecodeResponse>, Status> {
         let ids: Vec<u64> = req.into_inner().batches.into_iter().map(|b| b.id).collect();
-        let out = self.with_engine(move |e| e.decode(&ids)).await?;
+        let out = self.with_engine("Decode", move |e| e.decode(&ids)).await?;
         let p = convert::step(out);
         Ok(Response::new(pb::DecodeResponse {
             generations: p.generations,
@@ -182,7 +207,7 @@ impl TextGenerationService for ShardService {
         _: Request<pb::HealthRequest>,
     ) -> std::result::Result<Response<pb::HealthResponse>, Status> {
         // Taking the engine lock proves the engine is alive and not wedged.
-        self.with_engine(|_| Ok(())).await?;
+        self.with_engine("Health", |_| Ok(())).await?;
         Ok(Response::new(pb::HealthResponse {}))
     }
 }
