@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA benchmark of the shard against HF transformers, in one run on a GPU machine:
 # a Llama-3-8B-shaped random bf16 model, tgi-rs decode at batch 1/32/64 (128-token prompts,
-# 256 new tokens) and a 2048-token prefill, then HF transformers eager and static cache +
+# 256 new tokens; batch 64 also with a CUDA graph for it) and a 2048-token prefill, then HF transformers eager and static cache +
 # torch.compile, and a summary table against the memory-bandwidth roofline.
 #
 # Usage: scripts/gpu/benchmark.sh BIN_DIR OUT_DIR
@@ -23,6 +23,10 @@ echo "-- tgi-rs: 128-token prompts, 256 new tokens"
 text-generation-benchmark --model "$MODEL" --batch-size 1 --batch-size 32 --batch-size 64 \
   --sequence-length 128 --decode-length 256 --runs 3 --kv-tokens 65536 --json |
   tee "$OUT/ours_decode.txt"
+echo "-- tgi-rs: batch 64 with a CUDA graph captured for it (CUDA_GRAPHS=1,2,4,8,16,32,64)"
+CUDA_GRAPHS=1,2,4,8,16,32,64 text-generation-benchmark --model "$MODEL" --batch-size 64 \
+  --sequence-length 128 --decode-length 256 --runs 3 --kv-tokens 65536 --json |
+  tee "$OUT/ours_decode_graph64.txt"
 echo "-- tgi-rs: 2048-token prompt (time to first token)"
 text-generation-benchmark --model "$MODEL" --batch-size 1 --sequence-length 2048 \
   --decode-length 8 --runs 3 --kv-tokens 16384 --json | tee "$OUT/ours_prefill.txt"

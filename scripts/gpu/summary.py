@@ -33,8 +33,11 @@ if 1 in ours:
 if 32 in ours:
     print(f"| batch 32 tok/s | {ours[32]['decode_tokens_per_s']:.0f} | "
           f"{hf.get('b32_tokens_per_s', nan):.0f} | {hc.get(32, {}).get('tok_s', nan):.0f} | 4000 |")
+g64 = {r["batch_size"]: r for r in lines("ours_decode_graph64.txt")}
 if 64 in ours:
     print(f"| batch 64 tok/s | {ours[64]['decode_tokens_per_s']:.0f} | | | 7000 |")
+if 64 in g64:
+    print(f"| batch 64 tok/s, CUDA_GRAPHS=...,64 | {g64[64]['decode_tokens_per_s']:.0f} | | | 7000 |")
 if pre:
     p = pre[0]
     # 2 FLOPs per weight per token; 7.5e9 weights outside the input embedding.

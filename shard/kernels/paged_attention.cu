@@ -4,7 +4,6 @@
 // softmax results a second kernel merges. GQA: query head h reads KV head h / (heads / kvh).
 #include "common.cuh"
 
-#define PA_MAX_GROUP 8
 // Key (and value) rows each lane group loads before using them: one 16-byte load at a time
 // left the kernel latency-bound (a few hundred keys per block, one round trip each).
 #define PA_UNROLL 4
@@ -19,15 +18,16 @@
 // reads one key or value row with 16-byte loads. With one split the result goes straight to
 // out [T, heads * d]; otherwise each split writes its max and sum (part_ml) and unnormalised
 // output (part_acc) per head for paged_attention_reduce.
-template <typename T>
+template <typename T, int GB>
 __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint32_t* token_seq,
                                 const uint32_t* token_pos, const uint32_t* seq_off,
                                 const uint32_t* slot_table, T* out, float* part_ml,
                                 float* part_acc, float scale, int window, int heads, int kvh,
-                                int d, int num_splits, int split_len, int gb) {
+                                int d, int num_splits, int split_len) {
+  constexpr int gb = GB;
   constexpr int VEC = 16 / sizeof(T);
   extern __shared__ float smem[];
-  __shared__ float head_m[PA_MAX_GROUP], head_s[PA_MAX_GROUP];
+  __shared__ float head_m[GB], head_s[GB];
   const int split = blockIdx.x, t = blockIdx.z;
   const int head0 = blockIdx.y * gb;
   const int kv_head = head0 / (heads / kvh);
@@ -56,9 +56,9 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
   const int g = d / VEC;  // lanes per row
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   const int sub = lane / g, gl = lane % g, rows_per_warp = 32 / g;
-  float qf[PA_MAX_GROUP][VEC];
+  float qf[GB][VEC];
 #pragma unroll
-  for (int h = 0; h < PA_MAX_GROUP; ++h) {
+  for (int h = 0; h < GB; ++h) {
     if (h < gb) {
       const uint4 qv = *reinterpret_cast<const uint4*>(q + (row0 + h) * d + gl * VEC);
       const T* qe = reinterpret_cast<const T*>(&qv);
@@ -88,7 +88,7 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
 #pragma unroll
       for (int e = 0; e < VEC; ++e) kf[e] = to_f(ke[e]);
 #pragma unroll
-      for (int h = 0; h < PA_MAX_GROUP; ++h) {
+      for (int h = 0; h < GB; ++h) {
         if (h < gb) {
           float dot = 0.f;
 #pragma unroll
@@ -121,9 +121,9 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
 
   // Values: thread (key group kg, lane gl) sums VEC dims over keys kg, kg + groups, ...
   const int groups = blockDim.x / g, kg = threadIdx.x / g;
-  float acc[PA_MAX_GROUP][VEC];
+  float acc[GB][VEC];
 #pragma unroll
-  for (int h = 0; h < PA_MAX_GROUP; ++h)
+  for (int h = 0; h < GB; ++h)
 #pragma unroll
     for (int e = 0; e < VEC; ++e) acc[h][e] = 0.f;
   for (int j0 = kg; j0 < n; j0 += groups * PA_UNROLL) {
@@ -144,7 +144,7 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
 #pragma unroll
         for (int e = 0; e < VEC; ++e) vf[e] = to_f(ve[e]);
 #pragma unroll
-        for (int h = 0; h < PA_MAX_GROUP; ++h) {
+        for (int h = 0; h < GB; ++h) {
           if (h < gb) {
             const float p = sc[h * split_len + j];
 #pragma unroll
@@ -155,7 +155,7 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
     }
   }
 #pragma unroll
-  for (int h = 0; h < PA_MAX_GROUP; ++h) {
+  for (int h = 0; h < GB; ++h) {
     if (h < gb) {
 #pragma unroll
       for (int e = 0; e < VEC; ++e) acc_s[(kg * gb + h) * d + gl * VEC + e] = acc[h][e];
@@ -199,15 +199,28 @@ __device__ void paged_attention_reduce(const float* part_ml, const float* part_a
   }
 }
 
-#define PA_KERNELS(T, S)                                                                       \
-  extern "C" __global__ void paged_attention_##S(                                              \
+#define PA_KERNEL(T, S, G)                                                                     \
+  extern "C" __global__ void paged_attention_##S##_g##G(                                       \
       const T* q, const T* kc, const T* vc, const uint32_t* token_seq,                         \
       const uint32_t* token_pos, const uint32_t* seq_off, const uint32_t* slot_table, T* out,  \
       float* part_ml, float* part_acc, float scale, int window, int heads, int kvh, int d,     \
-      int num_splits, int split_len, int gb) {                                                 \
-    paged_attention<T>(q, kc, vc, token_seq, token_pos, seq_off, slot_table, out, part_ml,     \
-                       part_acc, scale, window, heads, kvh, d, num_splits, split_len, gb);     \
-  }                                                                                            \
+      int num_splits, int split_len) {                                                         \
+    paged_attention<T, G>(q, kc, vc, token_seq, token_pos, seq_off, slot_table, out, part_ml,  \
+                          part_acc, scale, window, heads, kvh, d, num_splits, split_len);      \
+  }
+
+// The group size is a template parameter so that the per-head arrays are sized to it: sized
+// for the largest group they cost ~110 registers a thread, which capped residency at 4 blocks
+// an SM and with it the loads in flight.
+#define PA_KERNELS(T, S)                                                                       \
+  PA_KERNEL(T, S, 1)                                                                           \
+  PA_KERNEL(T, S, 2)                                                                           \
+  PA_KERNEL(T, S, 3)                                                                           \
+  PA_KERNEL(T, S, 4)                                                                           \
+  PA_KERNEL(T, S, 5)                                                                           \
+  PA_KERNEL(T, S, 6)                                                                           \
+  PA_KERNEL(T, S, 7)                                                                           \
+  PA_KERNEL(T, S, 8)                                                                           \
   extern "C" __global__ void paged_attention_reduce_##S(const float* part_ml,                  \
                                                         const float* part_acc, T* out,         \
                                                         int num_splits, int d) {               \

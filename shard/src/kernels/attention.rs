@@ -24,7 +24,7 @@ pub fn paged_attention_supported(head_dim: usize, dtype: DType) -> bool {
     suffix(dtype).is_ok() && head_dim.is_multiple_of(vec) && lanes.is_power_of_two() && lanes <= 32
 }
 
-/// Query heads per block (`PA_MAX_GROUP` in the kernel).
+/// Most query heads per block (the kernel is instantiated for each group size up to it).
 const MAX_GROUP: usize = 8;
 /// Dynamic shared memory available without an opt-in.
 const SHARED_BYTES: usize = 48 * 1024;
@@ -150,17 +150,18 @@ pub(super) fn paged_attention_tuned(
     }
     let dtype = k_cache.dtype();
     let name = suffix(dtype)?;
-    let func = dev.get_or_load_custom_func(
-        &format!("paged_attention_{name}"),
-        "paged_attention",
-        ptx::PAGED_ATTENTION,
-    )?;
     if !paged_attention_supported(d, dtype) {
         return Err(ShardError::InvalidArgument(format!(
             "paged_attention: head dim {d} in {dtype:?} is not supported"
         )));
     }
     let gb = group(heads, kvh);
+    // One instantiation per group size (1..=MAX_GROUP).
+    let func = dev.get_or_load_custom_func(
+        &format!("paged_attention_{name}_g{gb}"),
+        "paged_attention",
+        ptx::PAGED_ATTENTION,
+    )?;
     let (splits, split_len) = splits_for(
         t * heads / gb,
         args.max_keys,
@@ -209,15 +210,14 @@ pub(super) fn paged_attention_tuned(
             d as i32,
             splits as i32,
         );
-        let (len_i, gb_i) = (split_len as i32, gb as i32);
+        let len_i = split_len as i32;
         b.arg(&args.scale)
             .arg(&window)
             .arg(&h_i)
             .arg(&kvh_i)
             .arg(&d_i)
             .arg(&s_i)
-            .arg(&len_i)
-            .arg(&gb_i);
+            .arg(&len_i);
         let cfg = LaunchConfig {
             grid_dim: (splits as u32, (heads / gb) as u32, t as u32),
             block_dim: (THREADS, 1, 1),

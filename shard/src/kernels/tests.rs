@@ -101,9 +101,9 @@ fn rope_at(pos: &[u32], d: usize, interleaved: bool, dtype: DType, dev: &Device)
     })
 }
 
-/// Runs `steps` (lists of `(sequence, new tokens)`) through a `CudaPagedCache` (fused
-/// rotary and cache write, kernel or matmul attention) and a `TensorPagedCache` (candle rotary and
-/// attention) with the same random QKV; returns the worst relative error of the outputs and
+/// Runs `steps` (lists of `(sequence, new tokens)`) through a `CudaPagedCache` in `dtype`
+/// (fused rotary and cache write, kernel or matmul attention) and an f32 `TensorPagedCache`
+/// (candle rotary and attention) with the same random QKV; returns the worst relative error of the outputs and
 /// of the cache contents, and which attention paths the CUDA cache took.
 fn compare(
     layout: QkvLayout,
@@ -118,7 +118,9 @@ fn compare(
     let slot = |s: usize, p: usize| schedule.slot(s, p);
     let (l, kvh, d) = (2, layout.kv_heads, layout.head_dim);
     let mut fused = CudaPagedCache::new(l, nb, kvh, d, dtype, dev)?;
-    let mut reference = TensorPagedCache::new(l, nb, kvh, d, dtype, dev)?;
+    // The reference computes in f32 from the same (rounded) inputs, so the error measured is
+    // the kernels' own, not the sum of two half-precision paths'.
+    let mut reference = TensorPagedCache::new(l, nb, kvh, d, DType::F32, dev)?;
     let mut done = vec![0usize; nseq];
     let mut worst = 0f32;
     let mut paths = BTreeSet::new();
@@ -139,11 +141,13 @@ fn compare(
         }
         let t = meta.num_tokens();
         let rope = rope_at(&meta.token_pos, d, interleaved, dtype, dev)?;
+        let rope32 = rope_at(&meta.token_pos, d, interleaved, DType::F32, dev)?;
         for layer in 0..l {
             let qkv = randn((t, layout.width()), dtype, dev)?;
             let got = fused.forward_qkv(layer, &qkv, layout, &rope, &meta)?;
             paths.extend(fused.attention_path());
-            let want = reference.forward_qkv(layer, &qkv, layout, &rope, &meta)?;
+            let qkv32 = qkv.to_dtype(DType::F32)?;
+            let want = reference.forward_qkv(layer, &qkv32, layout, &rope32, &meta)?;
             worst = worst.max(rel_err(&got, &want)?);
             let (gk, gv) = fused_layer(&fused, layer)?;
             let (wk, wv) = reference.layer(layer)?;
