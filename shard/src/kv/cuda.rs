@@ -23,7 +23,8 @@ const MIN_FLASH_QUERIES: usize = 16;
 /// matmul piece per sequence); a forward with a longer chunk goes through the matmul path,
 /// which reuses each K/V tile across queries.
 const MAX_KERNEL_QUERIES: usize = 256;
-/// CUDA's limit on the grid's z dimension, which counts the kernel's query tokens.
+/// CUDA's limit on a grid's y and z dimensions, which count the paged kernel's query tokens and
+/// the prefill kernel's query tiles.
 const MAX_KERNEL_TOKENS: usize = 65535;
 /// Most split-K scratch (partial sums of long ranges) the kernel path may allocate; prompt
 /// chunks over long contexts above it take the matmul path instead.
