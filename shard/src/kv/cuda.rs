@@ -18,10 +18,9 @@ use candle_core::{DType, Device, Tensor};
 /// kernel's per-token blocks are as fast and need no tiles.
 const MIN_FLASH_QUERIES: usize = 16;
 /// Without the prefill kernel, sequences with at most this many new tokens use the
-/// paged-attention kernel (one block per
-/// token and KV head, so short prompts in a batch cost one launch per layer instead of one
-/// matmul piece per sequence); a forward with a longer chunk goes through the matmul path,
-/// which reuses each K/V tile across queries.
+/// paged-attention kernel (one block per token and KV head, so short prompts in a batch cost
+/// one launch per layer instead of one matmul piece per sequence); a forward with a longer
+/// chunk goes through the matmul path, which reuses each K/V tile across queries.
 const MAX_KERNEL_QUERIES: usize = 256;
 /// CUDA's limit on a grid's y and z dimensions, which count the paged kernel's query tokens and
 /// the prefill kernel's query tiles.
