@@ -43,27 +43,39 @@ fn report(name: &str, (ms, host_us): (f32, f64), bytes: usize) {
     );
 }
 
+/// The linears of one Llama-3-8B layer, `(name, N, K)`.
+const LAYER_LINEARS: [(&str, usize, usize); 4] = [
+    ("qkv", 6144, 4096),
+    ("o_proj", 4096, 4096),
+    ("gate_up", 28672, 4096),
+    ("down", 4096, 14336),
+];
+
+/// The CUDA device, or `None` (the timing tables then print nothing).
+fn cuda() -> Option<Device> {
+    crate::device::select_device(0).ok().filter(|d| d.is_cuda())
+}
+
+/// Random bf16 values of `shape` on `dev`.
+fn rnd(dev: &Device, shape: (usize, usize)) -> Result<Tensor> {
+    Ok(Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(DType::BF16)?)
+}
+
+fn report_tflops(name: &str, (ms, host_us): (f32, f64), flops: f64) {
+    let tflops = flops / (f64::from(ms) * 1e-3) / 1e12;
+    eprintln!(
+        "{name}: {:>8.1} us {tflops:>6.0} TFLOP/s host {host_us:.0} us",
+        ms * 1e3
+    );
+}
+
 #[test]
 #[ignore = "GPU timing table; run explicitly on a CUDA machine"]
 fn kernel_timings_at_llama8b_shapes() -> Result<()> {
-    let Ok(dev) = crate::device::select_device(0) else {
-        return Ok(());
-    };
-    if !dev.is_cuda() {
-        return Ok(());
-    }
-    let bf = DType::BF16;
-    let rnd = |s: (usize, usize)| -> Result<Tensor> {
-        Ok(Tensor::randn(0f32, 1.0, s, &dev)?.to_dtype(bf)?)
-    };
+    let Some(dev) = cuda() else { return Ok(()) };
+    let rnd = |s: (usize, usize)| rnd(&dev, s);
     for m in [1usize, 16, 32, 64] {
-        for (what, n, k) in [
-            ("qkv", 6144, 4096),
-            ("o_proj", 4096, 4096),
-            ("gate_up", 28672, 4096),
-            ("down", 4096, 14336),
-            ("lm_head", 128256, 4096),
-        ] {
+        for (what, n, k) in LAYER_LINEARS.into_iter().chain([("lm_head", 128256, 4096)]) {
             let x = rnd((m, k))?;
             let w = rnd((n, k))?;
             let bytes = n * k * 2;
@@ -135,30 +147,17 @@ fn prefill_timings_at_llama8b_shapes() -> Result<()> {
     use crate::kv::{
         AttentionMetadata, CudaPagedCache, PagedAttention, TensorPagedCache, BLOCK_SIZE,
     };
-    let Ok(dev) = crate::device::select_device(0) else {
-        return Ok(());
-    };
-    if !dev.is_cuda() {
-        return Ok(());
-    }
+    let Some(dev) = cuda() else { return Ok(()) };
     let bf = DType::BF16;
-    let rnd = |s: (usize, usize)| -> Result<Tensor> {
-        Ok(Tensor::randn(0f32, 1.0, s, &dev)?.to_dtype(bf)?)
-    };
+    let rnd = |s: (usize, usize)| rnd(&dev, s);
     let m = 2048;
-    for (what, n, k) in [
-        ("qkv", 6144, 4096),
-        ("o_proj", 4096, 4096),
-        ("gate_up", 28672, 4096),
-        ("down", 4096, 14336),
-    ] {
+    for (what, n, k) in LAYER_LINEARS {
         let x = rnd((m, k))?;
         let w = rnd((n, k))?;
-        let (ms, host) = time(&dev, 10, || linear(&x, &w))?;
-        let tflops = 2.0 * (m * n * k) as f64 / (f64::from(ms) * 1e-3) / 1e12;
-        eprintln!(
-            "linear {what} m={m}: {:>8.1} us {tflops:>6.0} TFLOP/s host {host:.0} us",
-            ms * 1e3
+        report_tflops(
+            &format!("linear {what} m={m}"),
+            time(&dev, 10, || linear(&x, &w))?,
+            2.0 * (m * n * k) as f64,
         );
     }
     // One sequence's 2048-token prompt through the cache's prefill attention, layer after
@@ -178,28 +177,28 @@ fn prefill_timings_at_llama8b_shapes() -> Result<()> {
     let kv = rnd((m, kvh * d))?.reshape((m, kvh, d))?;
     let flops = 4.0 * (m * m / 2 * heads * d) as f64;
     let mut layer = 0;
-    let (ms, host) = time(&dev, layers, || {
+    let timed = time(&dev, layers, || {
         let out = cache.forward(layer % layers, &q, &kv, &kv, &meta);
         layer += 1;
         out
     })?;
     let path = cache.attention_path().unwrap_or("none");
-    eprintln!(
-        "prefill attention ({path}) m={m}: {:>8.1} us/layer {:>6.0} TFLOP/s host {host:.0} us",
-        ms * 1e3,
-        flops / (f64::from(ms) * 1e-3) / 1e12
+    report_tflops(
+        &format!("prefill attention ({path}) m={m}, per layer"),
+        timed,
+        flops,
     );
     // The matmul path over the same cache layout, for comparison.
     let mut reference = TensorPagedCache::new(layers, m / BLOCK_SIZE + 1, kvh, d, bf, &dev)?;
-    let (ms, host) = time(&dev, layers, || {
+    let timed = time(&dev, layers, || {
         let out = reference.forward(layer % layers, &q, &kv, &kv, &meta);
         layer += 1;
         out
     })?;
-    eprintln!(
-        "prefill attention (matmul) m={m}: {:>8.1} us/layer {:>6.0} TFLOP/s host {host:.0} us",
-        ms * 1e3,
-        flops / (f64::from(ms) * 1e-3) / 1e12
+    report_tflops(
+        &format!("prefill attention (matmul) m={m}, per layer"),
+        timed,
+        flops,
     );
     Ok(())
 }

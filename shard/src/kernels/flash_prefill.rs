@@ -74,8 +74,8 @@ pub struct FlashPrefillArgs {
 }
 
 /// `q`: `[T, heads, d]` against the caches `[slots, kv_heads, d]` -> `[T, heads * d]`, for
-/// tokens cut into `args.tiles`. Slots and positions must have been range-checked against the
-/// cache and the slot table; q must be in the cache's dtype.
+/// tokens cut into `args.tiles`, in the cache's dtype. Slots and positions must have been
+/// range-checked against the cache and the slot table.
 pub fn flash_prefill(
     q: &Tensor,
     k_cache: &Tensor,
@@ -96,19 +96,17 @@ pub fn flash_prefill(
     if cd != d
         || kvh == 0
         || heads % kvh != 0
-        || q.dtype() != dtype
         || !cache_ok
         || !flash_prefill_supported(d, dtype)
         || n_tiles > 65535
     {
         return Err(ShardError::InvalidArgument(format!(
-            "flash_prefill: q {:?} {:?}, cache {:?} {dtype:?}, {n_tiles} tiles",
+            "flash_prefill: q {:?}, cache {:?} {dtype:?}, {n_tiles} tiles",
             q.dims(),
-            q.dtype(),
             k_cache.dims()
         )));
     }
-    let mut q = q.contiguous()?;
+    let mut q = q.to_dtype(dtype)?.contiguous()?;
     if !q.layout().start_offset().is_multiple_of(8) {
         // The kernel reads q with 16-byte loads.
         q = q.copy()?;

@@ -177,8 +177,6 @@ impl CudaPagedCache {
             .map(|&p| p as usize + 1 - meta.window_start(p as usize))
             .max()
             .unwrap_or(1);
-        let scratch =
-            kernels::paged_attention_scratch_bytes(meta.num_tokens(), heads, kvh, d, dtype, keys);
         let window = meta.sliding_window.unwrap_or(0);
         let slot_tables = || -> Result<(Tensor, Tensor)> {
             let mut offsets = Vec::with_capacity(meta.seq_slots.len());
@@ -207,8 +205,9 @@ impl CudaPagedCache {
             })
         } else if kernels::paged_attention_supported(d, dtype)
             && meta.num_tokens() <= MAX_KERNEL_TOKENS
-            && scratch <= MAX_KERNEL_SCRATCH
             && longest <= MAX_KERNEL_QUERIES
+            && kernels::paged_attention_scratch_bytes(meta.num_tokens(), heads, kvh, d, dtype, keys)
+                <= MAX_KERNEL_SCRATCH
         {
             let (seq_off, slot_table) = slot_tables()?;
             AttentionPlan::Paged(PagedAttentionArgs {
@@ -240,8 +239,7 @@ impl CudaPagedCache {
             }
             AttentionPlan::Flash(args) => {
                 let (kc, vc) = self.tensor.layer(layer)?;
-                let qc = q.to_dtype(kc.dtype())?;
-                Ok(kernels::flash_prefill(&qc, kc, vc, args)?.to_dtype(q.dtype())?)
+                Ok(kernels::flash_prefill(q, kc, vc, args)?.to_dtype(q.dtype())?)
             }
             AttentionPlan::Matmul => self.tensor.attend_written(layer, q, meta),
         }
