@@ -16,16 +16,6 @@ using namespace nvcuda;
 #define FP_WARPS 4   // FP_ROWS / 16
 #define FP_THREADS (FP_WARPS * 32)
 
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-  const int n = valid ? 16 : 0;  // 0 source bytes: the 16 destination bytes are zero-filled
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
 // Shared memory layout (bytes, D = 128; D = 64 halves the K/V part):
 //   kv_s: [2 stages][K, V][FP_KEYS][LDK] T          34,816 (also Q staging, then O staging)
 //   s_all: [FP_WARPS][16][LDS] f32 scores, aliased by the warp's P ([16][LDP] T)  9,216

@@ -1,5 +1,7 @@
 // Fused element-wise kernels of the decoder layer: residual add + RMSNorm, SiLU(gate) * up,
-// and rotary embedding of packed QKV with the K/V write into the paged cache.
+// and rotary embedding of packed QKV with the K/V write into the paged cache. Each waits for
+// the previous kernel (PDL) and at once lets the next one start, so that the next linear
+// layer's blocks fetch their weights while this short kernel runs.
 #include "common.cuh"
 
 // sum = x + h (rounded to T, the residual stream's dtype), norm = rms_norm(sum) * w.
@@ -7,6 +9,8 @@
 template <typename T>
 __device__ void add_rms_norm(const T* x, const T* h, const T* w, T* sum, T* norm, int cols,
                              float eps) {
+  pdl_wait();  // inputs come from the previous kernel
+  pdl_launch_dependents();
   __shared__ float red[33];
   const size_t base = (size_t)blockIdx.x * cols;
   float ss = 0.f;
@@ -25,6 +29,8 @@ __device__ void add_rms_norm(const T* x, const T* h, const T* w, T* sum, T* norm
 // gu: [rows, 2n] (gate then up) -> out: [rows, n].
 template <typename T>
 __device__ void silu_mul(const T* gu, T* out, int rows, int n) {
+  pdl_wait();  // inputs come from the previous kernel
+  pdl_launch_dependents();
   const size_t total = (size_t)rows * n;
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (size_t)gridDim.x * blockDim.x) {
@@ -41,6 +47,8 @@ __device__ void silu_mul(const T* gu, T* out, int rows, int n) {
 template <typename T>
 __device__ void rope_qkv(const T* qkv, const T* cos, const T* sin, const uint32_t* slots,
                          T* q_out, T* kc, T* vc, int heads, int kvh, int d, int interleaved) {
+  pdl_wait();  // inputs come from the previous kernel
+  pdl_launch_dependents();
   const int t = blockIdx.x, head = blockIdx.y, half = d / 2;
   const T* src = qkv + ((size_t)t * (heads + 2 * kvh) + head) * d;
   const size_t slot = slots[t];
@@ -66,6 +74,8 @@ __device__ void rope_qkv(const T* qkv, const T* cos, const T* sin, const uint32_
 // K/V rows of T tokens written at their slots (no rotary): the unfused cache write.
 template <typename T>
 __device__ void write_kv(const T* k, const T* v, const uint32_t* slots, T* kc, T* vc, int width) {
+  pdl_wait();  // inputs come from the previous kernel
+  pdl_launch_dependents();
   const size_t slot = slots[blockIdx.x];
   const size_t src = (size_t)blockIdx.x * width;
   for (int e = threadIdx.x; e < width; e += blockDim.x) {

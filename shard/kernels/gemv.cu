@@ -9,9 +9,15 @@ __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __rest
   constexpr int VEC = 16 / sizeof(T);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int col = blockIdx.x * (blockDim.x >> 5) + warp;
-  if (col >= n) return;
+  if (col >= n) {
+    pdl_launch_dependents();
+    return;
+  }
   const uint4* wr = reinterpret_cast<const uint4*>(w + (size_t)col * k);
   const int nvec = k / VEC;
+  // Launched early (PDL): fetch this warp's weight row while the previous kernel finishes.
+  prefetch_l2(wr, (size_t)k * sizeof(T), lane, 32);
+  pdl_wait();
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.f;
@@ -27,6 +33,7 @@ __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __rest
       for (int e = 0; e < VEC; ++e) acc[m] += to_f(we[e]) * to_f(xe[e]);
     }
   }
+  pdl_launch_dependents();
 #pragma unroll
   for (int m = 0; m < M; ++m) {
     const float s = warp_sum(acc[m]);

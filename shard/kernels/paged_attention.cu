@@ -28,6 +28,8 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
   constexpr int VEC = 16 / sizeof(T);
   extern __shared__ float smem[];
   __shared__ float head_m[GB], head_s[GB];
+  pdl_wait();  // q and the cache come from the previous kernels
+  pdl_launch_dependents();
   const int split = blockIdx.x, t = blockIdx.z;
   const int head0 = blockIdx.y * gb;
   const int kv_head = head0 / (heads / kvh);
@@ -184,6 +186,8 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const uint
 template <typename T>
 __device__ void paged_attention_reduce(const float* part_ml, const float* part_acc, T* out,
                                        int num_splits, int d) {
+  pdl_wait();
+  pdl_launch_dependents();
   const size_t row = blockIdx.x;
   const float* ml = part_ml + row * num_splits * 2;
   float big = -INFINITY;

@@ -1,10 +1,10 @@
 //! Launcher of `kernels/paged_attention.cu`: attention of new tokens through each sequence's
 //! slot table, split over the sequence for long contexts.
 
+use super::launch::Launch;
 use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::WrapErr;
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::{DType, Tensor};
 
 /// Most key positions one block handles (shared memory holds their scores and slots).
@@ -194,7 +194,8 @@ pub(super) fn paged_attention_tuned(
         let rows = t * heads;
         let part_ml = alloc::<f32>(&dev, if splits > 1 { rows * splits * 2 } else { 1 })?;
         let part_acc = alloc::<f32>(&dev, if splits > 1 { rows * splits * d } else { 1 })?;
-        let mut b = func.builder();
+        let stream = dev.cuda_stream();
+        let mut b = Launch::new(&dev, &stream, &func);
         b.arg(&qv)
             .arg(&kv)
             .arg(&vv)
@@ -225,7 +226,9 @@ pub(super) fn paged_attention_tuned(
         };
         if t > 0 {
             // SAFETY: shapes checked above, slots and positions checked by the caller.
-            unsafe { b.launch(cfg) }.w()?;
+            unsafe { b.launch(cfg) }?;
+        } else {
+            drop(b); // nothing to do: release the argument borrows
         }
         if splits > 1 && t > 0 {
             let reduce = dev.get_or_load_custom_func(
@@ -233,7 +236,8 @@ pub(super) fn paged_attention_tuned(
                 "paged_attention",
                 ptx::PAGED_ATTENTION,
             )?;
-            let mut b = reduce.builder();
+            let stream = dev.cuda_stream();
+            let mut b = Launch::new(&dev, &stream, &reduce);
             b.arg(&part_ml).arg(&part_acc).arg(&out).arg(&s_i).arg(&d_i);
             let cfg = LaunchConfig {
                 grid_dim: (rows as u32, 1, 1),
@@ -241,7 +245,7 @@ pub(super) fn paged_attention_tuned(
                 shared_mem_bytes: 0,
             };
             // SAFETY: the partial buffers were sized for `rows * splits` above.
-            unsafe { b.launch(cfg) }.w()?;
+            unsafe { b.launch(cfg) }?;
         }
         Ok(wrap(out, &dev, (t, heads * d)))
     })

@@ -74,7 +74,7 @@ fn report_tflops(name: &str, (ms, host_us): (f32, f64), flops: f64) {
 fn kernel_timings_at_llama8b_shapes() -> Result<()> {
     let Some(dev) = cuda() else { return Ok(()) };
     let rnd = |s: (usize, usize)| rnd(&dev, s);
-    for m in [1usize, 16, 32, 64] {
+    for m in [1usize, 16, 32, 48, 64] {
         for (what, n, k) in LAYER_LINEARS.into_iter().chain([("lm_head", 128256, 4096)]) {
             let x = rnd((m, k))?;
             let w = rnd((n, k))?;
@@ -85,8 +85,8 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
                 bytes,
             );
             report(
-                &format!("candle matmul {what} m={m}"),
-                time(&dev, 20, || Ok(x.matmul(&w.t()?)?))?,
+                &format!("cuBLAS {what} m={m}"),
+                time(&dev, 20, || gemm::cublas_linear(&x, &w))?,
                 bytes,
             );
         }

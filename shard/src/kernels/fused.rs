@@ -1,9 +1,9 @@
 //! Launchers of `kernels/fused.cu`: residual add + RMSNorm, SiLU·mul, rotary + K/V cache write.
 
+use super::launch::Launch;
 use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::WrapErr;
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::{DType, Tensor};
 
 fn bad(msg: String) -> ShardError {
@@ -53,13 +53,14 @@ pub fn add_rms_norm(x: &Tensor, h: &Tensor, weight: &Tensor, eps: f32) -> Result
         let wv = view::<T>(&ws, wl, "weight")?;
         let sum = alloc::<T>(&dev, rows * cols)?;
         let norm = alloc::<T>(&dev, rows * cols)?;
-        let mut b = func.builder();
+        let stream = dev.cuda_stream();
+        let mut b = Launch::new(&dev, &stream, &func);
         b.arg(&xv).arg(&hv).arg(&wv).arg(&sum).arg(&norm);
         let cols_i = cols as i32;
         b.arg(&cols_i).arg(&eps);
         let threads = if cols >= 1024 { 1024 } else { 256 };
         // SAFETY: pointers and sizes match the kernel's signature and the shapes checked above.
-        unsafe { b.launch(launch_cfg(rows, threads)) }.w()?;
+        unsafe { b.launch(launch_cfg(rows, threads)) }?;
         Ok((
             wrap(sum, &dev, (rows, cols)),
             wrap(norm, &dev, (rows, cols)),
@@ -82,12 +83,13 @@ pub fn silu_mul(gate_up: &Tensor) -> Result<Tensor> {
         let (gs, gl) = gate_up.storage_and_layout();
         let gv = view::<T>(&gs, gl, "gate_up")?;
         let out = alloc::<T>(&dev, rows * n)?;
-        let mut b = func.builder();
+        let stream = dev.cuda_stream();
+        let mut b = Launch::new(&dev, &stream, &func);
         let (rows_i, n_i) = (rows as i32, n as i32);
         b.arg(&gv).arg(&out).arg(&rows_i).arg(&n_i);
         let blocks = (rows * n).div_ceil(256).min(65535);
         // SAFETY: sizes match the allocation and the checked input shape.
-        unsafe { b.launch(launch_cfg(blocks, 256)) }.w()?;
+        unsafe { b.launch(launch_cfg(blocks, 256)) }?;
         Ok(wrap(out, &dev, (rows, n)))
     })
 }
@@ -154,7 +156,8 @@ pub fn rope_qkv(
             view::<T>(&vs, vl, "v_cache")?,
         );
         let q_out = alloc::<T>(&dev, t * heads * d)?;
-        let mut b = func.builder();
+        let stream = dev.cuda_stream();
+        let mut b = Launch::new(&dev, &stream, &func);
         b.arg(&qv)
             .arg(&cv)
             .arg(&sv)
@@ -171,7 +174,9 @@ pub fn rope_qkv(
         };
         if t > 0 {
             // SAFETY: shapes checked above; slots were range-checked by the caller.
-            unsafe { b.launch(cfg) }.w()?;
+            unsafe { b.launch(cfg) }?;
+        } else {
+            drop(b); // nothing to do: release the argument borrows
         }
         Ok(wrap(q_out, &dev, (t, heads, d)))
     })
@@ -220,12 +225,15 @@ pub fn write_kv(
             view::<T>(&kcs, kcl, "k_cache")?,
             view::<T>(&vcs, vcl, "v_cache")?,
         );
-        let mut b = func.builder();
+        let stream = dev.cuda_stream();
+        let mut b = Launch::new(&dev, &stream, &func);
         let width = (kvh * d) as i32;
         b.arg(&kv).arg(&vv).arg(&tv).arg(&kc).arg(&vc).arg(&width);
         if t > 0 {
             // SAFETY: shapes checked above; slots were range-checked by the caller.
-            unsafe { b.launch(launch_cfg(t, 128)) }.w()?;
+            unsafe { b.launch(launch_cfg(t, 128)) }?;
+        } else {
+            drop(b); // nothing to do: release the argument borrows
         }
         Ok(())
     })

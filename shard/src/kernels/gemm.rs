@@ -1,13 +1,15 @@
 //! Dense linear layers on CUDA: `x[M, K] . W[N, K]^T`. Decode-sized inputs (M <= 8) use the
-//! own bandwidth-bound kernel of `kernels/gemv.cu`; larger ones call cuBLAS' plain GEMM
+//! own bandwidth-bound kernel of `kernels/gemv.cu`, batched decode (M <= 64) the tensor-core
+//! skinny GEMM of `kernels/skinny_gemm.cu`; larger ones call cuBLAS' plain GEMM
 //! (candle's matmul goes through the strided-batched entry point, whose kernel choice for
 //! skinny shapes was slower in our measurements).
 
+use super::launch::Launch;
+use super::skinny_gemm::{skinny_gemm, skinny_gemm_supported};
 use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys};
-use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::WrapErr;
+use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig};
 use candle_core::{DType, Tensor};
 
 /// Largest M the bandwidth-bound GEMV kernel handles.
@@ -46,23 +48,37 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             let (ws, wl) = w.storage_and_layout();
             let (xv, wv) = (view::<T>(&xs, xl, "x")?, view::<T>(&ws, wl, "weight")?);
             let out = alloc::<T>(&dev, m * n)?;
-            let mut b = func.builder();
-            let (n_i, k_i) = (n as i32, k as i32);
-            b.arg(&xv).arg(&wv).arg(&out).arg(&n_i).arg(&k_i);
+            let stream = dev.cuda_stream();
+            let mut b = Launch::new(&dev, &stream, &func);
+            b.arg(&xv).arg(&wv).arg(&out).arg(n as i32).arg(k as i32);
             let warps = (GEMV_THREADS / 32) as usize;
             let cfg = LaunchConfig {
                 grid_dim: (n.div_ceil(warps) as u32, 1, 1),
                 block_dim: (GEMV_THREADS, 1, 1),
                 shared_mem_bytes: 0,
             };
-            // SAFETY: shapes and 16-byte alignment checked above.
-            unsafe { b.launch(cfg) }.w()?;
+            // SAFETY: shapes and 16-byte alignment checked above; the kernel waits (PDL)
+            // before it reads x.
+            unsafe { b.launch(cfg) }?;
             Ok(wrap(out, &dev, (m, n)))
         });
     }
     if !w.is_contiguous() {
         return Ok(x.matmul(&w.t()?)?);
     }
+    if skinny_gemm_supported(m, k, dtype) && aligned(&x) && aligned(w) {
+        return skinny_gemm(&dev, &x, w);
+    }
+    cublas_linear(&x, w)
+}
+
+/// [`linear`] through cuBLAS (`w` contiguous), whatever the shape.
+pub(super) fn cublas_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dev = cuda_device(x, "linear input")?;
+    let (m, k) = x.dims2()?;
+    let n = w.dim(0)?;
+    let dtype = w.dtype();
+    let x = x.contiguous()?;
     let data_type = match dtype {
         DType::BF16 => blas_sys::cudaDataType_t::CUDA_R_16BF,
         DType::F16 => blas_sys::cudaDataType_t::CUDA_R_16F,

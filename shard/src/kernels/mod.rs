@@ -8,7 +8,9 @@ mod bench;
 mod flash_prefill;
 mod fused;
 mod gemm;
+mod launch;
 mod logits;
+mod skinny_gemm;
 mod softmax;
 #[cfg(test)]
 mod tests;

@@ -235,6 +235,9 @@ fn linear_matches_candle_matmul() -> Result<()> {
             (8, 4096, 4096),
             (9, 300, 256),
             (40, 1024, 4096),
+            (17, 6144, 4096),
+            (64, 4096, 14336),
+            (64, 28672, 4096),
         ] {
             let x = randn((m, k), dtype, &dev)?;
             let w = randn((n, k), dtype, &dev)?;

@@ -1,0 +1,138 @@
+//! Kernel launches with programmatic dependent launch (PDL) on Hopper and newer: the kernel
+//! may start while the previous one in the stream finishes (it calls `pdl_wait` before it
+//! touches anything an earlier kernel wrote, see `kernels/common.cuh`). Decode runs ~10
+//! dependent kernels a layer; without PDL each boundary drains the GPU and each linear layer
+//! starts its weight stream from cold. cudarc's launch builder has no launch attributes, so
+//! this builder calls `cuLaunchKernelEx` itself. `CUDA_PDL=0` turns PDL off (plain launches).
+
+use crate::error::Result;
+use candle_core::cuda_backend::cudarc::driver::sys;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, LaunchConfig, SyncOnDrop,
+};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::CudaDevice;
+use std::ffi::c_void;
+use std::sync::{Arc, OnceLock};
+
+/// Whether kernels on `dev` launch with PDL: compute capability 9.0 or newer, unless
+/// `CUDA_PDL=0`.
+fn pdl_enabled(dev: &CudaDevice) -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    let off = *OFF.get_or_init(|| std::env::var("CUDA_PDL").is_ok_and(|v| v == "0"));
+    let major = dev
+        .cuda_stream()
+        .context()
+        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+    !off && major.is_ok_and(|m| m >= 9)
+}
+
+/// One kernel argument, as [`Launch::arg`] takes it.
+pub(super) trait KernelArg<'a> {
+    /// The argument's bytes in an 8-byte slot (scalars in the low bytes), and for device
+    /// memory the guard that orders later use after this launch.
+    fn slot(self, stream: &'a CudaStream) -> (u64, Option<SyncOnDrop<'a>>);
+}
+
+impl<'a, T> KernelArg<'a> for &'a CudaSlice<T> {
+    fn slot(self, stream: &'a CudaStream) -> (u64, Option<SyncOnDrop<'a>>) {
+        let (ptr, guard) = self.device_ptr(stream);
+        (ptr, Some(guard))
+    }
+}
+
+impl<'a, T> KernelArg<'a> for &'a CudaView<'_, T> {
+    fn slot(self, stream: &'a CudaStream) -> (u64, Option<SyncOnDrop<'a>>) {
+        let (ptr, guard) = self.device_ptr(stream);
+        (ptr, Some(guard))
+    }
+}
+
+macro_rules! scalar_arg {
+    ($($t:ty => $bits:expr),*) => {$(
+        impl<'a> KernelArg<'a> for $t {
+            fn slot(self, _: &'a CudaStream) -> (u64, Option<SyncOnDrop<'a>>) {
+                (u64::from($bits(self)), None)
+            }
+        }
+    )*};
+}
+scalar_arg!(i32 => |v: i32| v as u32, u32 => |v: u32| v, f32 => f32::to_bits);
+scalar_arg!(&i32 => |v: &i32| *v as u32, &u32 => |v: &u32| *v, &f32 => |v: &f32| v.to_bits());
+
+/// A kernel launch being built: arguments in order, then [`Launch::launch`].
+pub(super) struct Launch<'a> {
+    func: &'a CudaFunction,
+    stream: &'a CudaStream,
+    pdl: bool,
+    slots: Vec<u64>,
+    guards: Vec<SyncOnDrop<'a>>,
+}
+
+impl<'a> Launch<'a> {
+    /// A launch of `func` on `dev`'s stream (`stream` is `dev.cuda_stream()`, kept alive by
+    /// the caller for the borrows).
+    pub fn new(dev: &CudaDevice, stream: &'a Arc<CudaStream>, func: &'a CudaFunction) -> Self {
+        Self {
+            func,
+            stream: stream.as_ref(),
+            pdl: pdl_enabled(dev),
+            slots: Vec::with_capacity(16),
+            guards: Vec::with_capacity(8),
+        }
+    }
+
+    /// Appends an argument: device memory by reference, or an `i32`/`u32`/`f32` by value.
+    pub fn arg(&mut self, a: impl KernelArg<'a>) -> &mut Self {
+        let (slot, guard) = a.slot(self.stream);
+        self.slots.push(slot);
+        self.guards.extend(guard);
+        self
+    }
+
+    /// Queues the kernel.
+    ///
+    /// # Safety
+    /// The arguments must match the kernel's parameters in number, order and type, and the
+    /// kernel must stay inside the memory it is given. A kernel launched with PDL must call
+    /// `pdl_wait` before it reads or writes memory that earlier kernels write.
+    pub unsafe fn launch(mut self, cfg: LaunchConfig) -> Result<()> {
+        self.stream.context().bind_to_thread().w()?;
+        let mut params: Vec<*mut c_void> = self
+            .slots
+            .iter_mut()
+            .map(|s| (s as *mut u64).cast())
+            .collect();
+        let mut attr = sys::CUlaunchAttribute {
+            id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+            pad: [0; 4],
+            // SAFETY: a plain-data union; zero is a valid value of every member.
+            value: unsafe { std::mem::zeroed() },
+        };
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: u32::from(self.pdl),
+        };
+        // SAFETY: the caller vouches for the arguments (see above); `params` points at
+        // `slots`, which outlive the call, and the driver copies them before returning.
+        let result = unsafe {
+            sys::cuLaunchKernelEx(
+                &config,
+                self.func.cu_function(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        drop(self.guards);
+        Ok(result.result().w()?)
+    }
+}
