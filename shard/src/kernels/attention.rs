@@ -212,13 +212,13 @@ pub(super) fn paged_attention_tuned(
             splits as i32,
         );
         let len_i = split_len as i32;
-        b.arg(&args.scale)
-            .arg(&window)
-            .arg(&h_i)
-            .arg(&kvh_i)
-            .arg(&d_i)
-            .arg(&s_i)
-            .arg(&len_i);
+        b.arg(args.scale)
+            .arg(window)
+            .arg(h_i)
+            .arg(kvh_i)
+            .arg(d_i)
+            .arg(s_i)
+            .arg(len_i);
         let cfg = LaunchConfig {
             grid_dim: (splits as u32, (heads / gb) as u32, t as u32),
             block_dim: (THREADS, 1, 1),
@@ -238,7 +238,7 @@ pub(super) fn paged_attention_tuned(
             )?;
             let stream = dev.cuda_stream();
             let mut b = Launch::new(&dev, &stream, &reduce);
-            b.arg(&part_ml).arg(&part_acc).arg(&out).arg(&s_i).arg(&d_i);
+            b.arg(&part_ml).arg(&part_acc).arg(&out).arg(s_i).arg(d_i);
             let cfg = LaunchConfig {
                 grid_dim: (rows as u32, 1, 1),
                 block_dim: (THREADS, 1, 1),

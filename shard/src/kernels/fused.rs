@@ -57,7 +57,7 @@ pub fn add_rms_norm(x: &Tensor, h: &Tensor, weight: &Tensor, eps: f32) -> Result
         let mut b = Launch::new(&dev, &stream, &func);
         b.arg(&xv).arg(&hv).arg(&wv).arg(&sum).arg(&norm);
         let cols_i = cols as i32;
-        b.arg(&cols_i).arg(&eps);
+        b.arg(cols_i).arg(eps);
         let threads = if cols >= 1024 { 1024 } else { 256 };
         // SAFETY: pointers and sizes match the kernel's signature and the shapes checked above.
         unsafe { b.launch(launch_cfg(rows, threads)) }?;
@@ -86,7 +86,7 @@ pub fn silu_mul(gate_up: &Tensor) -> Result<Tensor> {
         let stream = dev.cuda_stream();
         let mut b = Launch::new(&dev, &stream, &func);
         let (rows_i, n_i) = (rows as i32, n as i32);
-        b.arg(&gv).arg(&out).arg(&rows_i).arg(&n_i);
+        b.arg(&gv).arg(&out).arg(rows_i).arg(n_i);
         let blocks = (rows * n).div_ceil(256).min(65535);
         // SAFETY: sizes match the allocation and the checked input shape.
         unsafe { b.launch(launch_cfg(blocks, 256)) }?;
@@ -166,7 +166,7 @@ pub fn rope_qkv(
             .arg(&kv)
             .arg(&vv);
         let (h_i, kvh_i, d_i, il) = (heads as i32, kvh as i32, d as i32, interleaved as i32);
-        b.arg(&h_i).arg(&kvh_i).arg(&d_i).arg(&il);
+        b.arg(h_i).arg(kvh_i).arg(d_i).arg(il);
         let cfg = LaunchConfig {
             grid_dim: (t.max(1) as u32, (heads + 2 * kvh) as u32, 1),
             block_dim: (64, 1, 1),
@@ -228,7 +228,7 @@ pub fn write_kv(
         let stream = dev.cuda_stream();
         let mut b = Launch::new(&dev, &stream, &func);
         let width = (kvh * d) as i32;
-        b.arg(&kv).arg(&vv).arg(&tv).arg(&kc).arg(&vc).arg(&width);
+        b.arg(&kv).arg(&vv).arg(&tv).arg(&kc).arg(&vc).arg(width);
         if t > 0 {
             // SAFETY: shapes checked above; slots were range-checked by the caller.
             unsafe { b.launch(launch_cfg(t, 128)) }?;

@@ -58,7 +58,6 @@ macro_rules! scalar_arg {
     )*};
 }
 scalar_arg!(i32 => |v: i32| v as u32, u32 => |v: u32| v, f32 => f32::to_bits);
-scalar_arg!(&i32 => |v: &i32| *v as u32, &u32 => |v: &u32| *v, &f32 => |v: &f32| v.to_bits());
 
 /// A kernel launch being built: arguments in order, then [`Launch::launch`].
 pub(super) struct Launch<'a> {
