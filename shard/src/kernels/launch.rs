@@ -3,7 +3,7 @@
 //! touches anything an earlier kernel wrote, see `kernels/common.cuh`). Decode runs ~10
 //! dependent kernels a layer; without PDL each boundary drains the GPU and each linear layer
 //! starts its weight stream from cold. cudarc's launch builder has no launch attributes, so
-//! this builder calls `cuLaunchKernelEx` itself. `CUDA_PDL=0` turns PDL off (plain launches).
+//! this builder calls `cuLaunchKernelEx` itself. `CUDA_PDL=1` turns PDL on.
 
 use crate::error::Result;
 use candle_core::cuda_backend::cudarc::driver::sys;
@@ -15,16 +15,17 @@ use candle_core::CudaDevice;
 use std::ffi::c_void;
 use std::sync::{Arc, OnceLock};
 
-/// Whether kernels on `dev` launch with PDL: compute capability 9.0 or newer, unless
-/// `CUDA_PDL=0`.
+/// Whether kernels on `dev` launch with PDL: compute capability 9.0 or newer and
+/// `CUDA_PDL=1` (off by default until the GPU checks of `kernels::tests` and `cuda_graphs`
+/// have passed with it).
 fn pdl_enabled(dev: &CudaDevice) -> bool {
-    static OFF: OnceLock<bool> = OnceLock::new();
-    let off = *OFF.get_or_init(|| std::env::var("CUDA_PDL").is_ok_and(|v| v == "0"));
-    let major = dev
+    static ON: OnceLock<bool> = OnceLock::new();
+    let on = *ON.get_or_init(|| super::env_flag("CUDA_PDL"));
+    on && dev
         .cuda_stream()
         .context()
-        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
-    !off && major.is_ok_and(|m| m >= 9)
+        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+        .is_ok_and(|m| m >= 9)
 }
 
 /// One kernel argument, as [`Launch::arg`] takes it.

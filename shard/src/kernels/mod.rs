@@ -37,6 +37,11 @@ mod ptx {
     include!(concat!(env!("OUT_DIR"), "/ptx.rs"));
 }
 
+/// Whether the environment variable `name` is `1` (switches for kernels still on trial).
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
 /// Kernel-name suffix of a floating dtype the kernels are instantiated for.
 fn suffix(dtype: DType) -> Result<&'static str> {
     match dtype {

@@ -22,9 +22,14 @@ const TARGET_BLOCKS: usize = 396;
 /// Row ranges the split counters cover; wider outputs run unsplit.
 const MAX_COUNTERS: usize = 8192;
 
-/// Whether [`skinny_gemm`] takes these shapes.
+/// Whether [`skinny_gemm`] takes these shapes. Off unless `CUDA_SKINNY_GEMM=1` until the
+/// kernel has passed `kernels::tests` on a GPU (cuBLAS serves these shapes otherwise).
 pub fn skinny_gemm_supported(m: usize, k: usize, dtype: DType) -> bool {
-    SKINNY_M.contains(&m) && k.is_multiple_of(CHUNK) && matches!(dtype, DType::F16 | DType::BF16)
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| super::env_flag("CUDA_SKINNY_GEMM"))
+        && SKINNY_M.contains(&m)
+        && k.is_multiple_of(CHUNK)
+        && matches!(dtype, DType::F16 | DType::BF16)
 }
 
 /// K splits for an output of `n` rows and `k` columns: enough blocks to fill the GPU, each
