@@ -195,7 +195,7 @@ pub(super) fn paged_attention_tuned(
         let part_ml = alloc::<f32>(&dev, if splits > 1 { rows * splits * 2 } else { 1 })?;
         let part_acc = alloc::<f32>(&dev, if splits > 1 { rows * splits * d } else { 1 })?;
         let stream = dev.cuda_stream();
-        let mut b = Launch::new(&dev, &stream, &func);
+        let mut b = Launch::new(&stream, &func);
         b.arg(&qv)
             .arg(&kv)
             .arg(&vv)
@@ -236,8 +236,7 @@ pub(super) fn paged_attention_tuned(
                 "paged_attention",
                 ptx::PAGED_ATTENTION,
             )?;
-            let stream = dev.cuda_stream();
-            let mut b = Launch::new(&dev, &stream, &reduce);
+            let mut b = Launch::new(&stream, &reduce);
             b.arg(&part_ml).arg(&part_acc).arg(&out).arg(s_i).arg(d_i);
             let cfg = LaunchConfig {
                 grid_dim: (rows as u32, 1, 1),

@@ -54,7 +54,7 @@ pub fn add_rms_norm(x: &Tensor, h: &Tensor, weight: &Tensor, eps: f32) -> Result
         let sum = alloc::<T>(&dev, rows * cols)?;
         let norm = alloc::<T>(&dev, rows * cols)?;
         let stream = dev.cuda_stream();
-        let mut b = Launch::new(&dev, &stream, &func);
+        let mut b = Launch::new(&stream, &func);
         b.arg(&xv).arg(&hv).arg(&wv).arg(&sum).arg(&norm);
         let cols_i = cols as i32;
         b.arg(cols_i).arg(eps);
@@ -84,7 +84,7 @@ pub fn silu_mul(gate_up: &Tensor) -> Result<Tensor> {
         let gv = view::<T>(&gs, gl, "gate_up")?;
         let out = alloc::<T>(&dev, rows * n)?;
         let stream = dev.cuda_stream();
-        let mut b = Launch::new(&dev, &stream, &func);
+        let mut b = Launch::new(&stream, &func);
         let (rows_i, n_i) = (rows as i32, n as i32);
         b.arg(&gv).arg(&out).arg(rows_i).arg(n_i);
         let blocks = (rows * n).div_ceil(256).min(65535);
@@ -157,7 +157,7 @@ pub fn rope_qkv(
         );
         let q_out = alloc::<T>(&dev, t * heads * d)?;
         let stream = dev.cuda_stream();
-        let mut b = Launch::new(&dev, &stream, &func);
+        let mut b = Launch::new(&stream, &func);
         b.arg(&qv)
             .arg(&cv)
             .arg(&sv)
@@ -226,7 +226,7 @@ pub fn write_kv(
             view::<T>(&vcs, vcl, "v_cache")?,
         );
         let stream = dev.cuda_stream();
-        let mut b = Launch::new(&dev, &stream, &func);
+        let mut b = Launch::new(&stream, &func);
         let width = (kvh * d) as i32;
         b.arg(&kv).arg(&vv).arg(&tv).arg(&kc).arg(&vc).arg(width);
         if t > 0 {

@@ -49,7 +49,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             let (xv, wv) = (view::<T>(&xs, xl, "x")?, view::<T>(&ws, wl, "weight")?);
             let out = alloc::<T>(&dev, m * n)?;
             let stream = dev.cuda_stream();
-            let mut b = Launch::new(&dev, &stream, &func);
+            let mut b = Launch::new(&stream, &func);
             b.arg(&xv).arg(&wv).arg(&out).arg(n as i32).arg(k as i32);
             let warps = (GEMV_THREADS / 32) as usize;
             let cfg = LaunchConfig {

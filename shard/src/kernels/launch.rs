@@ -11,18 +11,16 @@ use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, LaunchConfig, SyncOnDrop,
 };
 use candle_core::cuda_backend::WrapErr;
-use candle_core::CudaDevice;
 use std::ffi::c_void;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-/// Whether kernels on `dev` launch with PDL: compute capability 9.0 or newer and
+/// Whether kernels on `stream`'s device launch with PDL: compute capability 9.0 or newer and
 /// `CUDA_PDL=1` (off by default until the GPU checks of `kernels::tests` and `cuda_graphs`
 /// have passed with it).
-fn pdl_enabled(dev: &CudaDevice) -> bool {
+fn pdl_enabled(stream: &CudaStream) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     let on = *ON.get_or_init(|| super::env_flag("CUDA_PDL"));
-    on && dev
-        .cuda_stream()
+    on && stream
         .context()
         .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
         .is_ok_and(|m| m >= 9)
@@ -70,13 +68,12 @@ pub(super) struct Launch<'a> {
 }
 
 impl<'a> Launch<'a> {
-    /// A launch of `func` on `dev`'s stream (`stream` is `dev.cuda_stream()`, kept alive by
-    /// the caller for the borrows).
-    pub fn new(dev: &CudaDevice, stream: &'a Arc<CudaStream>, func: &'a CudaFunction) -> Self {
+    /// A launch of `func` on `stream` (the device's `cuda_stream()`).
+    pub fn new(stream: &'a CudaStream, func: &'a CudaFunction) -> Self {
         Self {
             func,
-            stream: stream.as_ref(),
-            pdl: pdl_enabled(dev),
+            stream,
+            pdl: pdl_enabled(stream),
             slots: Vec::with_capacity(16),
             guards: Vec::with_capacity(8),
         }

@@ -85,7 +85,7 @@ pub fn skinny_gemm(dev: &CudaDevice, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let (xv, wv) = (view::<T>(&xs, xl, "x")?, view::<T>(&ws, wl, "weight")?);
         let out = alloc::<T>(dev, m * n)?;
         let stream = dev.cuda_stream();
-        let mut b = Launch::new(dev, &stream, &func);
+        let mut b = Launch::new(&stream, &func);
         b.arg(&xv)
             .arg(&wv)
             .arg(&out)
