@@ -5,7 +5,7 @@
 
 template <typename T, int M>
 __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int n,
-                     int k) {
+                     int k, int prefetch) {
   constexpr int VEC = 16 / sizeof(T);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int col = blockIdx.x * (blockDim.x >> 5) + warp;
@@ -15,8 +15,11 @@ __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __rest
   }
   const uint4* wr = reinterpret_cast<const uint4*>(w + (size_t)col * k);
   const int nvec = k / VEC;
-  // Launched early (PDL): fetch this warp's weight row while the previous kernel finishes.
-  prefetch_l2(wr, (size_t)k * sizeof(T), lane, 32);
+  // Launched early (PDL): fetch the start of this warp's weight row (the loop's first
+  // iteration, 2 KB) while the previous kernel finishes. Only then: without PDL it cost
+  // 0.1 ms a batch-1 step, and whole rows of every resident warp overflow L2 (0.75 ms).
+  if (prefetch)
+    prefetch_l2(wr, min((size_t)k * sizeof(T), (size_t)(32 * VEC * sizeof(T) * 4)), lane, 32);
   pdl_wait();
   float acc[M];
 #pragma unroll
@@ -42,8 +45,9 @@ __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __rest
 }
 
 #define GEMV_M(T, S, M)                                                                        \
-  extern "C" __global__ void gemv_##S##_m##M(const T* x, const T* w, T* y, int n, int k) {     \
-    gemv<T, M>(x, w, y, n, k);                                                                 \
+  extern "C" __global__ void gemv_##S##_m##M(const T* x, const T* w, T* y, int n, int k,       \
+                                            int prefetch) {                                   \
+    gemv<T, M>(x, w, y, n, k, prefetch);                                                       \
   }
 #define GEMV(T, S)                                                                             \
   GEMV_M(T, S, 1) GEMV_M(T, S, 2) GEMV_M(T, S, 3) GEMV_M(T, S, 4) GEMV_M(T, S, 5)              \

@@ -84,6 +84,15 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
                 time(&dev, 20, || linear(&x, &w))?,
                 bytes,
             );
+            if let Device::Cuda(cuda) = &dev {
+                if skinny_gemm::skinny_gemm_supported(m, k, DType::BF16) {
+                    report(
+                        &format!("skinny GEMM {what} m={m}"),
+                        time(&dev, 20, || skinny_gemm::skinny_gemm(cuda, &x, &w))?,
+                        bytes,
+                    );
+                }
+            }
             report(
                 &format!("cuBLAS {what} m={m}"),
                 time(&dev, 20, || gemm::cublas_linear(&x, &w))?,

@@ -5,7 +5,7 @@
 //! skinny shapes was slower in our measurements).
 
 use super::launch::Launch;
-use super::skinny_gemm::{skinny_gemm, skinny_gemm_supported};
+use super::skinny_gemm::{skinny_gemm, skinny_gemm_pays};
 use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys};
@@ -50,7 +50,13 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             let out = alloc::<T>(&dev, m * n)?;
             let stream = dev.cuda_stream();
             let mut b = Launch::new(&stream, &func);
-            b.arg(&xv).arg(&wv).arg(&out).arg(n as i32).arg(k as i32);
+            let prefetch = i32::from(b.pdl());
+            b.arg(&xv)
+                .arg(&wv)
+                .arg(&out)
+                .arg(n as i32)
+                .arg(k as i32)
+                .arg(prefetch);
             let warps = (GEMV_THREADS / 32) as usize;
             let cfg = LaunchConfig {
                 grid_dim: (n.div_ceil(warps) as u32, 1, 1),
@@ -66,7 +72,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if !w.is_contiguous() {
         return Ok(x.matmul(&w.t()?)?);
     }
-    if skinny_gemm_supported(m, k, dtype) && aligned(&x) && aligned(w) {
+    if skinny_gemm_pays(m, n, k, dtype) && aligned(&x) && aligned(w) {
         return skinny_gemm(&dev, &x, w);
     }
     cublas_linear(&x, w)

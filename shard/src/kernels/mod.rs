@@ -37,9 +37,14 @@ mod ptx {
     include!(concat!(env!("OUT_DIR"), "/ptx.rs"));
 }
 
-/// Whether the environment variable `name` is `1` (switches for kernels still on trial).
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v == "1")
+/// A kernel switch from the environment: `1` turns it on, `0` off, anything else (or unset)
+/// leaves `default` (switches for kernels whose gain depends on the card or the shapes).
+fn env_switch(name: &str, default: bool) -> bool {
+    match std::env::var(name).as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => default,
+    }
 }
 
 /// Kernel-name suffix of a floating dtype the kernels are instantiated for.

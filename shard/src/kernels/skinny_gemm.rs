@@ -22,14 +22,26 @@ const TARGET_BLOCKS: usize = 396;
 /// Row ranges the split counters cover; wider outputs run unsplit.
 const MAX_COUNTERS: usize = 8192;
 
-/// Whether [`skinny_gemm`] takes these shapes. Off unless `CUDA_SKINNY_GEMM=1` until the
-/// kernel has passed `kernels::tests` on a GPU (cuBLAS serves these shapes otherwise).
+/// Whether [`skinny_gemm`] can compute these shapes.
 pub fn skinny_gemm_supported(m: usize, k: usize, dtype: DType) -> bool {
+    SKINNY_M.contains(&m) && k.is_multiple_of(CHUNK) && matches!(dtype, DType::F16 | DType::BF16)
+}
+
+/// Largest M at which the kernel beat cuBLAS on an H100 (2026-12-07 kernel bench: gate_up
+/// m=32 79.5 vs 86.2 µs, lm_head 355.7 vs 369.9 µs; at m = 48 cuBLAS wins by 25%).
+const FASTER_MAX_M: usize = 32;
+
+/// Whether [`skinny_gemm`] is the faster choice for these shapes: wide outputs that fill the
+/// GPU without split-K (Llama's gate_up and lm_head) at M <= 32. Split-K outputs lost to
+/// cuBLAS at every M measured (o_proj m=32: 20.7 vs 10.5 µs), so cuBLAS keeps those.
+/// Opt-in (`CUDA_SKINNY_GEMM=1`): batch-32 decode gained nothing measurable from it
+/// (3,787 vs 3,839 tok/s without it, same H100 and call), so cuBLAS stays the default.
+pub fn skinny_gemm_pays(m: usize, n: usize, k: usize, dtype: DType) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| super::env_flag("CUDA_SKINNY_GEMM"))
-        && SKINNY_M.contains(&m)
-        && k.is_multiple_of(CHUNK)
-        && matches!(dtype, DType::F16 | DType::BF16)
+    *ON.get_or_init(|| super::env_switch("CUDA_SKINNY_GEMM", false))
+        && m <= FASTER_MAX_M
+        && skinny_gemm_supported(m, k, dtype)
+        && splits(n, k) == 1
 }
 
 /// K splits for an output of `n` rows and `k` columns: enough blocks to fill the GPU, each

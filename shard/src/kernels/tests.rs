@@ -235,8 +235,7 @@ fn linear_matches_candle_matmul() -> Result<()> {
             (8, 4096, 4096),
             (9, 300, 256),
             (40, 1024, 4096),
-            (17, 6144, 4096),
-            (64, 4096, 14336),
+            (32, 28672, 4096),
             (64, 28672, 4096),
         ] {
             let x = randn((m, k), dtype, &dev)?;
@@ -245,6 +244,32 @@ fn linear_matches_candle_matmul() -> Result<()> {
             let want = x.matmul(&w.t()?)?;
             let e = rel_err(&got, &want)?;
             eprintln!("linear {dtype:?} {m}x{n}x{k}: {e:.2e}");
+            assert!(e <= tol(dtype), "{e}");
+        }
+    }
+    Ok(())
+}
+
+/// The skinny GEMM itself, also at the split-K shapes `linear` sends to cuBLAS.
+#[test]
+fn skinny_gemm_matches_candle_matmul() -> Result<()> {
+    let Some(dev) = gpu() else { return Ok(()) };
+    let cuda = cuda_device(&Tensor::zeros(1, DType::F32, &dev)?, "test")?;
+    for dtype in [DType::F16, DType::BF16] {
+        for (m, n, k) in [
+            (9, 300, 256),
+            (17, 6144, 4096),
+            (40, 1024, 4096),
+            (64, 4096, 14336),
+            (32, 28672, 4096),
+        ] {
+            assert!(skinny_gemm::skinny_gemm_supported(m, k, dtype));
+            let x = randn((m, k), dtype, &dev)?;
+            let w = randn((n, k), dtype, &dev)?;
+            let got = skinny_gemm::skinny_gemm(&cuda, &x, &w)?;
+            let want = x.matmul(&w.t()?)?;
+            let e = rel_err(&got, &want)?;
+            eprintln!("skinny {dtype:?} {m}x{n}x{k}: {e:.2e}");
             assert!(e <= tol(dtype), "{e}");
         }
     }
