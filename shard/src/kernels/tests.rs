@@ -225,29 +225,39 @@ fn paged_attention_matches_the_matmul_path() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn linear_matches_candle_matmul() -> Result<()> {
-    let Some(dev) = gpu() else { return Ok(()) };
-    for dtype in DTYPES {
-        for (m, n, k) in [
-            (1, 1000, 4096),
-            (3, 512, 14336),
-            (8, 4096, 4096),
-            (9, 300, 256),
-            (40, 1024, 4096),
-            (32, 28672, 4096),
-            (64, 28672, 4096),
-        ] {
-            let x = randn((m, k), dtype, &dev)?;
-            let w = randn((n, k), dtype, &dev)?;
-            let got = linear(&x, &w)?;
-            let want = x.matmul(&w.t()?)?;
-            let e = rel_err(&got, &want)?;
-            eprintln!("linear {dtype:?} {m}x{n}x{k}: {e:.2e}");
+/// `product(x, w)` against candle's `x . w^T` for each dtype and `(m, n, k)`.
+fn check_products(
+    dev: &Device,
+    what: &str,
+    dtypes: &[DType],
+    shapes: &[(usize, usize, usize)],
+    product: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<()> {
+    for &dtype in dtypes {
+        for &(m, n, k) in shapes {
+            let x = randn((m, k), dtype, dev)?;
+            let w = randn((n, k), dtype, dev)?;
+            let e = rel_err(&product(&x, &w)?, &x.matmul(&w.t()?)?)?;
+            eprintln!("{what} {dtype:?} {m}x{n}x{k}: {e:.2e}");
             assert!(e <= tol(dtype), "{e}");
         }
     }
     Ok(())
+}
+
+#[test]
+fn linear_matches_candle_matmul() -> Result<()> {
+    let Some(dev) = gpu() else { return Ok(()) };
+    let shapes = [
+        (1, 1000, 4096),
+        (3, 512, 14336),
+        (8, 4096, 4096),
+        (9, 300, 256),
+        (40, 1024, 4096),
+        (32, 28672, 4096),
+        (64, 28672, 4096),
+    ];
+    check_products(&dev, "linear", &DTYPES, &shapes, linear)
 }
 
 /// The skinny GEMM itself, also at the split-K shapes `linear` sends to cuBLAS.
@@ -255,25 +265,23 @@ fn linear_matches_candle_matmul() -> Result<()> {
 fn skinny_gemm_matches_candle_matmul() -> Result<()> {
     let Some(dev) = gpu() else { return Ok(()) };
     let cuda = cuda_device(&Tensor::zeros(1, DType::F32, &dev)?, "test")?;
-    for dtype in [DType::F16, DType::BF16] {
-        for (m, n, k) in [
-            (9, 300, 256),
-            (17, 6144, 4096),
-            (40, 1024, 4096),
-            (64, 4096, 14336),
-            (32, 28672, 4096),
-        ] {
-            assert!(skinny_gemm::skinny_gemm_supported(m, k, dtype));
-            let x = randn((m, k), dtype, &dev)?;
-            let w = randn((n, k), dtype, &dev)?;
-            let got = skinny_gemm::skinny_gemm(&cuda, &x, &w)?;
-            let want = x.matmul(&w.t()?)?;
-            let e = rel_err(&got, &want)?;
-            eprintln!("skinny {dtype:?} {m}x{n}x{k}: {e:.2e}");
-            assert!(e <= tol(dtype), "{e}");
-        }
+    let shapes = [
+        (9, 300, 256),
+        (17, 6144, 4096),
+        (40, 1024, 4096),
+        (64, 4096, 14336),
+        (32, 28672, 4096),
+    ];
+    let dtypes = [DType::F16, DType::BF16];
+    let all = shapes
+        .iter()
+        .flat_map(|&(m, _, k)| dtypes.map(|d| (m, k, d)));
+    for (m, k, dtype) in all {
+        assert!(skinny_gemm::skinny_gemm_supported(m, k, dtype));
     }
-    Ok(())
+    check_products(&dev, "skinny", &dtypes, &shapes, |x, w| {
+        skinny_gemm::skinny_gemm(&cuda, x, w)
+    })
 }
 
 #[test]
