@@ -1,6 +1,7 @@
 //! Dense linear layers on CUDA: `x[M, K] . W[N, K]^T`. Decode-sized inputs (M <= 8) use the
-//! own bandwidth-bound kernel of `kernels/gemv.cu`, batched decode (M <= 64) the tensor-core
-//! skinny GEMM of `kernels/skinny_gemm.cu`; larger ones call cuBLAS' plain GEMM
+//! own bandwidth-bound kernel of `kernels/gemv.cu`; larger ones call cuBLAS' plain GEMM, or
+//! with `CUDA_SKINNY_GEMM=1` the tensor-core skinny GEMM where it beat cuBLAS
+//! ([`skinny_gemm_pays`])
 //! (candle's matmul goes through the strided-batched entry point, whose kernel choice for
 //! skinny shapes was slower in our measurements).
 

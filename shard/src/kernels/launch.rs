@@ -15,8 +15,8 @@ use std::ffi::c_void;
 use std::sync::OnceLock;
 
 /// Whether kernels on `stream`'s device launch with PDL: compute capability 9.0 or newer and
-/// `CUDA_PDL` not `0`. On an H100 (2026-12-07, docs/gpu-notes.md run 12) it lifted batch-64
-/// decode from 6,703 to 6,944 tok/s and left batch 1 and 32 within noise.
+/// `CUDA_PDL` not `0`. On an H100 (2026-12-07, docs/gpu-notes.md run 12) decode with it was
+/// never slower, and batch 64 up to 3.6% faster (within that batch's run-to-run noise).
 fn pdl_enabled(stream: &CudaStream) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     let on = *ON.get_or_init(|| super::env_switch("CUDA_PDL", true));

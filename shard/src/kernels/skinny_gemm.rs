@@ -1,6 +1,7 @@
 //! Launcher of the tensor-core skinny GEMM (`kernels/skinny_gemm.cu`): `x[M, K] . W[N, K]^T`
-//! for batched decode, 8 < M <= 64, f16/bf16. cuBLAS read the weights at 2.1–2.7 TB/s at these
-//! shapes on an H100; this kernel streams them once straight into tensor-core fragments.
+//! for batched decode, 8 < M <= 64, f16/bf16: it streams the weights once straight into
+//! tensor-core fragments. On an H100 it beat cuBLAS only on unsplit wide outputs at M <= 32,
+//! and decode did not gain from it, so `linear` uses it only when asked ([`skinny_gemm_pays`]).
 
 use super::launch::Launch;
 use super::{alloc, ptx, suffix, view, with_float_type, wrap};

@@ -264,7 +264,7 @@ fn linear_matches_candle_matmul() -> Result<()> {
 #[test]
 fn skinny_gemm_matches_candle_matmul() -> Result<()> {
     let Some(dev) = gpu() else { return Ok(()) };
-    let cuda = cuda_device(&Tensor::zeros(1, DType::F32, &dev)?, "test")?;
+    let cuda = dev.as_cuda_device()?.clone();
     let shapes = [
         (9, 300, 256),
         (17, 6144, 4096),
