@@ -26,6 +26,54 @@ __device__ void add_rms_norm(const T* x, const T* h, const T* w, T* sum, T* norm
   }
 }
 
+// The same with 16-byte loads: cols % VEC == 0 and 16-byte aligned rows. A thread keeps its
+// first chunk of the sum in registers and loads its first chunk of the weight before waiting
+// for the previous kernel, so at hidden sizes up to blockDim.x * VEC (the launcher's choice)
+// the kernel is one round trip to memory and a block reduction.
+template <typename T>
+__device__ void add_rms_norm_vec(const T* x, const T* h, const T* w, T* sum, T* norm, int cols,
+                                 float eps) {
+  constexpr int VEC = 16 / sizeof(T);
+  const int chunks = cols / VEC, c0 = threadIdx.x;
+  const uint4* wv = reinterpret_cast<const uint4*>(w);
+  const uint4 w0 = c0 < chunks ? __ldg(wv + c0) : make_uint4(0, 0, 0, 0);  // a weight
+  pdl_wait();  // inputs come from the previous kernel
+  pdl_launch_dependents();
+  __shared__ float red[33];
+  const size_t base = (size_t)blockIdx.x * chunks;
+  const uint4* xv = reinterpret_cast<const uint4*>(x) + base;
+  const uint4* hv = reinterpret_cast<const uint4*>(h) + base;
+  uint4* sv = reinterpret_cast<uint4*>(sum) + base;
+  uint4* nv = reinterpret_cast<uint4*>(norm) + base;
+  float ss = 0.f;
+  uint4 s0 = make_uint4(0, 0, 0, 0);
+  for (int c = c0; c < chunks; c += blockDim.x) {
+    const uint4 a = xv[c], b = hv[c];
+    uint4 r;
+    const T *ae = reinterpret_cast<const T*>(&a), *be = reinterpret_cast<const T*>(&b);
+    T* re = reinterpret_cast<T*>(&r);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+      re[e] = from_f<T>(to_f(ae[e]) + to_f(be[e]));
+      const float f = to_f(re[e]);
+      ss += f * f;
+    }
+    sv[c] = r;
+    if (c == c0) s0 = r;
+  }
+  const float inv = rsqrtf(block_sum(ss, red) / cols + eps);
+  for (int c = c0; c < chunks; c += blockDim.x) {
+    const uint4 r = c == c0 ? s0 : sv[c];
+    const uint4 wc = c == c0 ? w0 : __ldg(wv + c);
+    uint4 o;
+    const T *re = reinterpret_cast<const T*>(&r), *we = reinterpret_cast<const T*>(&wc);
+    T* oe = reinterpret_cast<T*>(&o);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) oe[e] = from_f<T>(to_f(re[e]) * inv * to_f(we[e]));
+    nv[c] = o;
+  }
+}
+
 // gu: [rows, 2n] (gate then up) -> out: [rows, n].
 template <typename T>
 __device__ void silu_mul(const T* gu, T* out, int rows, int n) {
@@ -38,6 +86,32 @@ __device__ void silu_mul(const T* gu, T* out, int rows, int n) {
     const float g = to_f(gu[r * 2 * n + c]);
     const float u = to_f(gu[r * 2 * n + n + c]);
     out[i] = from_f<T>(g / (1.f + __expf(-g)) * u);
+  }
+}
+
+// The same with 16-byte loads: n % VEC == 0 and gu 16-byte aligned.
+template <typename T>
+__device__ void silu_mul_vec(const T* gu, T* out, int rows, int n) {
+  constexpr int VEC = 16 / sizeof(T);
+  pdl_wait();  // inputs come from the previous kernel
+  pdl_launch_dependents();
+  const int per_row = n / VEC;
+  const size_t total = (size_t)rows * per_row;
+  const uint4* g4 = reinterpret_cast<const uint4*>(gu);
+  uint4* o4 = reinterpret_cast<uint4*>(out);
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = i / per_row, c = i % per_row;
+    const uint4 gv = g4[r * 2 * per_row + c], uv = g4[r * 2 * per_row + per_row + c];
+    uint4 o;
+    const T *ge = reinterpret_cast<const T*>(&gv), *ue = reinterpret_cast<const T*>(&uv);
+    T* oe = reinterpret_cast<T*>(&o);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+      const float g = to_f(ge[e]);
+      oe[e] = from_f<T>(g / (1.f + __expf(-g)) * to_f(ue[e]));
+    }
+    o4[i] = o;
   }
 }
 
@@ -89,8 +163,15 @@ __device__ void write_kv(const T* k, const T* v, const uint32_t* slots, T* kc, T
                                               T* norm, int cols, float eps) {                  \
     add_rms_norm<T>(x, h, w, sum, norm, cols, eps);                                            \
   }                                                                                            \
+  extern "C" __global__ void add_rms_norm_vec_##S(const T* x, const T* h, const T* w, T* sum,  \
+                                                  T* norm, int cols, float eps) {              \
+    add_rms_norm_vec<T>(x, h, w, sum, norm, cols, eps);                                        \
+  }                                                                                            \
   extern "C" __global__ void silu_mul_##S(const T* gu, T* out, int rows, int n) {              \
     silu_mul<T>(gu, out, rows, n);                                                             \
+  }                                                                                            \
+  extern "C" __global__ void silu_mul_vec_##S(const T* gu, T* out, int rows, int n) {          \
+    silu_mul_vec<T>(gu, out, rows, n);                                                         \
   }                                                                                            \
   extern "C" __global__ void rope_qkv_##S(const T* qkv, const T* cos, const T* sin,            \
                                           const uint32_t* slots, T* q_out, T* kc, T* vc,       \

@@ -13,7 +13,7 @@
 
 use super::graph_inputs::{table_bucket, upload, Packing};
 use crate::error::Result;
-use crate::kernels::{paged_attention_supported, PagedAttentionArgs};
+use crate::kernels::{paged_attention_counters, paged_attention_supported, PagedAttentionArgs};
 use crate::kv::{AttentionMetadata, CudaPagedCache, PagedAttention};
 use crate::models::{DecoderModel, ForwardInput, ForwardTensors};
 use candle_core::cuda_backend::cudarc::driver::sys::{
@@ -42,6 +42,9 @@ struct Captured {
     graph: Graph,
     /// The packed inputs the graph reads (see [`Packing`]).
     inputs: Tensor,
+    /// Attention's split counters, which the graph reads and resets on every replay; held
+    /// here so that they live as long as the graph.
+    _split_counters: Tensor,
 }
 
 /// `CudaGraph` holds raw driver handles and so is not `Send`; the engine that owns these
@@ -116,9 +119,10 @@ impl DecodeGraphs {
         }
         let inputs = Tensor::zeros(packing.len(), DType::U32, model.device())?;
         upload(&inputs, host)?;
+        let counters = paged_attention_counters(batch, model.config().num_heads, model.device())?;
         cache.pin_plan(
             inputs.narrow(0, 2 * batch, batch)?,
-            attention_args(&inputs, packing, meta)?,
+            attention_args(&inputs, packing, meta, &counters)?,
         );
         let captured = capture(model, cache, &inputs, packing, meta, &out);
         cache.unpin_plan();
@@ -130,7 +134,14 @@ impl DecodeGraphs {
                     graphs = self.graphs.len() + 1,
                     "captured a CUDA graph for decode"
                 );
-                self.graphs.insert(key, Captured { graph, inputs });
+                self.graphs.insert(
+                    key,
+                    Captured {
+                        graph,
+                        inputs,
+                        _split_counters: counters,
+                    },
+                );
             }
             None => {
                 self.failed.insert(key);
@@ -153,11 +164,12 @@ impl DecodeGraphs {
     }
 }
 
-/// The pinned attention plan: views of the packed buffer.
+/// The pinned attention plan: views of the packed buffer, and the graph's split counters.
 fn attention_args(
     inputs: &Tensor,
     p: Packing,
     meta: &AttentionMetadata,
+    counters: &Tensor,
 ) -> Result<PagedAttentionArgs> {
     let b = p.batch;
     let window = meta.sliding_window.unwrap_or(0);
@@ -173,6 +185,7 @@ fn attention_args(
         },
         window,
         scale: meta.softmax_scale,
+        split_counters: counters.clone(),
     })
 }
 

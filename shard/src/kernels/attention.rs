@@ -1,19 +1,20 @@
 //! Launcher of `kernels/paged_attention.cu`: attention of new tokens through each sequence's
-//! slot table, split over the sequence for long contexts.
+//! slot table, split over the sequence for long contexts (the last split of a row merges).
 
 use super::launch::Launch;
 use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
 use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
-/// Most key positions one block handles (shared memory holds their scores and slots).
+/// Most key positions one block handles (shared memory holds their slots).
 const MAX_SPLIT: usize = 512;
 /// Fewest key positions worth a block of their own (small batches split short contexts
 /// this fine so that enough blocks run at once).
 const MIN_SPLIT: usize = 32;
 /// Blocks to aim for: two per SM of an H100, so batch-1 decode fills the GPU.
 const TARGET_BLOCKS: usize = 264;
+/// The kernel's `PA_THREADS` (its launch bounds assume it).
 const THREADS: u32 = 128;
 
 /// Whether the kernel handles heads of `head_dim` in `dtype`: a power-of-two number of
@@ -39,20 +40,21 @@ fn group(heads: usize, kv_heads: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// Longest split whose scores and slots fit in shared memory beside the partial sums.
-fn max_split(gb: usize, vec: usize) -> usize {
-    let sums = THREADS as usize * vec * gb * 4;
-    let per_key = (gb + 1) * 4;
-    (SHARED_BYTES.saturating_sub(sums) / per_key / 32 * 32).clamp(32, MAX_SPLIT)
+/// Dynamic shared memory of a launch: the split's slots, every lane group's partial results
+/// (`groups * gb * (d + 2)` floats) and the merge's split weights.
+fn shared_bytes(gb: usize, vec: usize, d: usize, split_len: usize, splits: usize) -> usize {
+    let groups = THREADS as usize * vec / d.max(1);
+    (split_len + groups * gb * (d + 2) + gb * splits) * 4
+}
+
+/// Longest split whose slots fit in shared memory beside the partial results.
+fn max_split(gb: usize, vec: usize, d: usize) -> usize {
+    let fixed = shared_bytes(gb, vec, d, 0, 0);
+    (SHARED_BYTES.saturating_sub(fixed) / 4 / 32 * 32).clamp(32, MAX_SPLIT)
 }
 
 /// `(num_splits, split_len)` for `rows` blocks per split attending to up to `keys` keys,
-/// splits at most `max_len` long.
-fn splits(rows: usize, keys: usize, max_len: usize) -> (usize, usize) {
-    splits_for(rows, keys, max_len, TARGET_BLOCKS)
-}
-
-/// [`splits`] aiming for `target_blocks` blocks.
+/// splits at most `max_len` long, aiming for `target_blocks` blocks.
 fn splits_for(rows: usize, keys: usize, max_len: usize, target_blocks: usize) -> (usize, usize) {
     let keys = keys.max(1);
     let n = target_blocks
@@ -81,10 +83,37 @@ pub struct PagedAttentionArgs {
     pub window: usize,
     /// Softmax scale.
     pub scale: f32,
+    /// u32 zeros, one per (token, head) at least ([`paged_attention_counters`]): the splits
+    /// of a row count themselves here so that the last one merges them, and it resets the
+    /// count, so one buffer serves every layer and, in a CUDA graph, every replay.
+    pub split_counters: Tensor,
 }
 
-/// Bytes of split-K scratch [`paged_attention`] allocates for `t` query tokens of `heads`
-/// heads (`kv_heads` KV heads, head dim `d`) attending to up to `max_keys` keys.
+/// The launch of `t` query tokens of `heads` heads (`kv_heads` KV heads, head dim `d`)
+/// attending to up to `max_keys` keys: `(splits, split_len, shared memory bytes)`.
+fn launch_shape(
+    t: usize,
+    heads: usize,
+    kv_heads: usize,
+    d: usize,
+    dtype: DType,
+    max_keys: usize,
+    target_blocks: usize,
+) -> (usize, usize, usize) {
+    let vec = 16 / dtype.size_in_bytes().max(1);
+    let gb = group(heads, kv_heads);
+    let (n, len) = splits_for(
+        t * heads / gb.max(1),
+        max_keys,
+        max_split(gb, vec, d),
+        target_blocks,
+    );
+    (n, len, shared_bytes(gb, vec, d, len, n))
+}
+
+/// Bytes of split scratch [`paged_attention`] allocates for `t` query tokens of `heads`
+/// heads (`kv_heads` KV heads, head dim `d`) attending to up to `max_keys` keys; `None` when
+/// so many splits do not fit the kernel's shared memory.
 pub fn paged_attention_scratch_bytes(
     t: usize,
     heads: usize,
@@ -92,15 +121,19 @@ pub fn paged_attention_scratch_bytes(
     d: usize,
     dtype: DType,
     max_keys: usize,
-) -> usize {
-    let vec = 16 / dtype.size_in_bytes().max(1);
-    let gb = group(heads, kv_heads);
-    let (n, _) = splits(t * heads / gb.max(1), max_keys, max_split(gb, vec));
-    if n > 1 {
+) -> Option<usize> {
+    let (n, _, shared) = launch_shape(t, heads, kv_heads, d, dtype, max_keys, TARGET_BLOCKS);
+    (shared <= SHARED_BYTES).then_some(if n > 1 {
         t * heads * n * (d + 2) * 4
     } else {
         0
-    }
+    })
+}
+
+/// Split counters for [`PagedAttentionArgs::split_counters`]: zeros for forwards of up to
+/// `tokens` tokens of `heads` query heads.
+pub fn paged_attention_counters(tokens: usize, heads: usize, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::zeros((tokens * heads).max(1), DType::U32, device)?)
 }
 
 /// `q`: `[T, heads, d]` against the caches `[slots, kv_heads, d]` -> `[T, heads * d]`.
@@ -139,6 +172,8 @@ pub(super) fn paged_attention_tuned(
         || !cache_ok
         || args.token_seq.dims1()? != t
         || args.token_pos.dims1()? != t
+        || args.split_counters.dims1()? < t * heads
+        || args.split_counters.dtype() != DType::U32
         || t > 65535
     {
         return Err(ShardError::InvalidArgument(format!(
@@ -162,12 +197,14 @@ pub(super) fn paged_attention_tuned(
         "paged_attention",
         ptx::PAGED_ATTENTION,
     )?;
-    let (splits, split_len) = splits_for(
-        t * heads / gb,
-        args.max_keys,
-        max_split(gb, vec),
-        target_blocks,
-    );
+    let (splits, split_len, shared) =
+        launch_shape(t, heads, kvh, d, dtype, args.max_keys, target_blocks);
+    if shared > SHARED_BYTES {
+        return Err(ShardError::InvalidArgument(format!(
+            "paged_attention: {} keys need {splits} splits, more than shared memory holds",
+            args.max_keys
+        )));
+    }
     let mut q = q.to_dtype(dtype)?.contiguous()?;
     if !q.layout().start_offset().is_multiple_of(vec) {
         // The kernel reads q with 16-byte loads.
@@ -181,6 +218,7 @@ pub(super) fn paged_attention_tuned(
         let (ps, pl) = args.token_pos.storage_and_layout();
         let (os, ol) = args.seq_off.storage_and_layout();
         let (tbs, tbl) = args.slot_table.storage_and_layout();
+        let (cs, cl) = args.split_counters.storage_and_layout();
         let qv = view::<T>(&qs, ql, "q")?;
         let (kv, vv) = (
             view::<T>(&ks, kl, "k_cache")?,
@@ -190,6 +228,7 @@ pub(super) fn paged_attention_tuned(
         let pv = view::<u32>(&ps, pl, "token_pos")?;
         let ov = view::<u32>(&os, ol, "seq_off")?;
         let tv = view::<u32>(&tbs, tbl, "slot_table")?;
+        let cv = view::<u32>(&cs, cl, "split_counters")?;
         let out = alloc::<T>(&dev, t * heads * d)?;
         let rows = t * heads;
         let part_ml = alloc::<f32>(&dev, if splits > 1 { rows * splits * 2 } else { 1 })?;
@@ -203,7 +242,7 @@ pub(super) fn paged_attention_tuned(
             .arg(&pv)
             .arg(&ov)
             .arg(&tv);
-        b.arg(&out).arg(&part_ml).arg(&part_acc);
+        b.arg(&out).arg(&part_ml).arg(&part_acc).arg(&cv);
         let (window, h_i, kvh_i, d_i, s_i) = (
             args.window as i32,
             heads as i32,
@@ -222,29 +261,13 @@ pub(super) fn paged_attention_tuned(
         let cfg = LaunchConfig {
             grid_dim: (splits as u32, (heads / gb) as u32, t as u32),
             block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: ((gb + 1) * split_len * 4 + THREADS as usize * vec * gb * 4) as u32,
+            shared_mem_bytes: shared as u32,
         };
         if t > 0 {
             // SAFETY: shapes checked above, slots and positions checked by the caller.
             unsafe { b.launch(cfg) }?;
         } else {
             drop(b); // nothing to do: release the argument borrows
-        }
-        if splits > 1 && t > 0 {
-            let reduce = dev.get_or_load_custom_func(
-                &format!("paged_attention_reduce_{name}"),
-                "paged_attention",
-                ptx::PAGED_ATTENTION,
-            )?;
-            let mut b = Launch::new(&stream, &reduce);
-            b.arg(&part_ml).arg(&part_acc).arg(&out).arg(s_i).arg(d_i);
-            let cfg = LaunchConfig {
-                grid_dim: (rows as u32, 1, 1),
-                block_dim: (THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            // SAFETY: the partial buffers were sized for `rows * splits` above.
-            unsafe { b.launch(cfg) }?;
         }
         Ok(wrap(out, &dev, (t, heads * d)))
     })
@@ -257,13 +280,13 @@ mod tests {
     #[test]
     fn splits_fill_the_gpu_and_respect_the_bounds() {
         // Batch 1, 8 blocks (32 heads in groups of 4), 150 keys: several splits of >= 32 keys.
-        let (n, len) = splits(8, 150, MAX_SPLIT);
+        let (n, len) = splits_for(8, 150, MAX_SPLIT, TARGET_BLOCKS);
         assert!(n >= 2 && len >= 32 && n * len >= 150 && (n - 1) * len < 150);
         // Large batches: one split per row unless the range exceeds the maximum.
-        assert_eq!(splits(8 * 64, 300, MAX_SPLIT), (1, 320));
-        let (n, len) = splits(8 * 64, 1300, MAX_SPLIT);
+        assert_eq!(splits_for(8 * 64, 300, MAX_SPLIT, TARGET_BLOCKS), (1, 320));
+        let (n, len) = splits_for(8 * 64, 1300, MAX_SPLIT, TARGET_BLOCKS);
         assert!(len <= MAX_SPLIT && n * len >= 1300);
-        assert_eq!(splits(1, 1, MAX_SPLIT), (1, 32));
+        assert_eq!(splits_for(1, 1, MAX_SPLIT, TARGET_BLOCKS), (1, 32));
     }
 
     #[test]
@@ -273,13 +296,21 @@ mod tests {
         assert_eq!(group(64, 8), 8);
         assert_eq!(group(32, 1), 8);
         assert_eq!(group(12, 2), 6);
-        for (gb, vec) in [(1, 8), (4, 8), (8, 8), (8, 4)] {
-            let len = max_split(gb, vec);
-            let bytes = (gb + 1) * len * 4 + THREADS as usize * vec * gb * 4;
+        for (gb, vec, d) in [
+            (1, 8, 128),
+            (4, 8, 128),
+            (8, 8, 128),
+            (8, 4, 64),
+            (4, 8, 64),
+        ] {
+            let len = max_split(gb, vec, d);
+            let bytes = shared_bytes(gb, vec, d, len, 64);
             assert!(
                 bytes <= SHARED_BYTES && len.is_multiple_of(32),
-                "{gb} {vec} {len}"
+                "{gb} {vec} {d} {len}"
             );
         }
+        // Batch 1 at a 128K context: many splits, and their merge weights still fit.
+        assert!(paged_attention_scratch_bytes(1, 32, 8, 128, DType::BF16, 131072).is_some());
     }
 }

@@ -1,6 +1,7 @@
 //! Per-kernel timings at Llama-3-8B shapes with CUDA events (ignored test; run on a GPU:
 //! `<test-bin> kernels::bench --ignored --nocapture`). Prints time and effective bandwidth
-//! per op, so a forward's time can be accounted for op by op.
+//! per op, so a forward's time can be accounted for op by op: queued one by one, and replayed
+//! from a CUDA graph of back-to-back calls, as decode runs them (launch gaps included).
 
 use super::*;
 use candle_core::Device;
@@ -35,12 +36,64 @@ fn time(dev: &Device, iters: usize, mut f: impl FnMut() -> Result<Tensor>) -> Re
     Ok((ms / iters as f32, host_us))
 }
 
+/// Mean GPU milliseconds of one of `calls` back-to-back calls of `f` recorded in a CUDA graph
+/// (mean of 5 replays after one), or `None` when the calls cannot be recorded.
+fn time_graph(dev: &Device, calls: usize, mut f: impl FnMut() -> Result<Tensor>) -> Option<f32> {
+    use candle_core::cuda_backend::cudarc::driver::sys::{
+        CUgraphInstantiate_flags, CUstreamCaptureMode,
+    };
+    let Device::Cuda(cuda) = dev else { return None };
+    let stream = cuda.cuda_stream();
+    f().ok()?; // fills the upload cache that the capture draws on
+    let _uploads = cuda.enable_cuda_graph_htod_cache();
+    stream
+        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+        .ok()?;
+    // Each output is dropped inside the capture: its memory is a node of the graph.
+    let recorded = (0..calls).try_for_each(|_| f().map(drop));
+    let graph = stream.end_capture(CUgraphInstantiate_flags(0)).ok()??;
+    recorded.ok()?;
+    graph.upload().ok()?;
+    graph.launch().ok()?;
+    let flags =
+        Some(candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+    let start = stream.record_event(flags).ok()?;
+    for _ in 0..5 {
+        graph.launch().ok()?;
+    }
+    let end = stream.record_event(flags).ok()?;
+    end.synchronize().ok()?;
+    Some(start.elapsed_ms(&end).ok()? / (5 * calls) as f32)
+}
+
 fn report(name: &str, (ms, host_us): (f32, f64), bytes: usize) {
     let gbs = bytes as f64 / (f64::from(ms) * 1e-3) / 1e9;
     eprintln!(
         "{name:<44} {:>9.1} us  {gbs:>7.0} GB/s  host {host_us:>6.1} us/call",
         ms * 1e3
     );
+}
+
+/// [`report`] of eager timings, then the in-graph time of the same calls.
+fn report_both(
+    dev: &Device,
+    name: &str,
+    bytes: usize,
+    mut f: impl FnMut() -> Result<Tensor>,
+) -> Result<()> {
+    report(name, time(dev, 50, &mut f)?, bytes);
+    match time_graph(dev, 50, f) {
+        Some(ms) => {
+            let gbs = bytes as f64 / (f64::from(ms) * 1e-3) / 1e9;
+            eprintln!(
+                "{:<44} {:>9.1} us  {gbs:>7.0} GB/s",
+                format!("{name} (graph)"),
+                ms * 1e3
+            );
+        }
+        None => eprintln!("{name} (graph): capture failed"),
+    }
+    Ok(())
 }
 
 /// The linears of one Llama-3-8B layer, `(name, N, K)`.
@@ -102,17 +155,23 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
         let x = rnd((m, 4096))?;
         let h = rnd((m, 4096))?;
         let wn = rnd((1, 4096))?.flatten_all()?;
-        report(
-            &format!("add_rms_norm m={m}"),
-            time(&dev, 50, || Ok(add_rms_norm(&x, &h, &wn, 1e-5)?.1))?,
-            m * 4096 * 8,
-        );
+        report_both(&dev, &format!("add_rms_norm m={m}"), m * 4096 * 8, || {
+            Ok(add_rms_norm(&x, &h, &wn, 1e-5)?.1)
+        })?;
         let gu = rnd((m, 28672))?;
-        report(
-            &format!("silu_mul m={m}"),
-            time(&dev, 50, || silu_mul(&gu))?,
-            m * 28672 * 3,
-        );
+        report_both(&dev, &format!("silu_mul m={m}"), m * 28672 * 3, || {
+            silu_mul(&gu)
+        })?;
+        if m == 1 {
+            // The batch-1 GEMVs as decode replays them (a graph of back-to-back calls).
+            for (what, n, k) in LAYER_LINEARS {
+                let x = rnd((m, k))?;
+                let w = rnd((n, k))?;
+                report_both(&dev, &format!("linear {what} m=1"), n * k * 2, || {
+                    linear(&x, &w)
+                })?;
+            }
+        }
         for ctx in [256usize, 2048] {
             // Each sequence reads its own `ctx` slots; 32 heads over 8 KV heads of 128.
             let (heads, kvh, d) = (32, 8, 128);
@@ -129,15 +188,15 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
                 max_keys: ctx,
                 window: 0,
                 scale: 0.088,
+                split_counters: attention::paged_attention_counters(m, heads, &dev)?,
             };
             for target in [264usize, 528, 1056] {
-                report(
+                report_both(
+                    &dev,
                     &format!("paged_attention m={m} ctx={ctx} blocks={target}"),
-                    time(&dev, 50, || {
-                        attention::paged_attention_tuned(&q, &kc, &vc, &args, target)
-                    })?,
                     m * ctx * kvh * d * 2 * 2,
-                );
+                    || attention::paged_attention_tuned(&q, &kc, &vc, &args, target),
+                )?;
             }
         }
         let tiny = rnd((1, 1))?;

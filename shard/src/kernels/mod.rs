@@ -16,7 +16,8 @@ mod softmax;
 mod tests;
 
 pub use attention::{
-    paged_attention, paged_attention_scratch_bytes, paged_attention_supported, PagedAttentionArgs,
+    paged_attention, paged_attention_counters, paged_attention_scratch_bytes,
+    paged_attention_supported, PagedAttentionArgs,
 };
 pub use flash_prefill::{
     flash_prefill, flash_prefill_supported, prefill_tiles, FlashPrefillArgs, FLASH_TILE_ROWS,

@@ -41,7 +41,7 @@ fn tol(dtype: DType) -> f32 {
     }
 }
 
-fn randn(shape: (usize, usize), dtype: DType, dev: &Device) -> Result<Tensor> {
+fn randn<S: Into<candle_core::Shape>>(shape: S, dtype: DType, dev: &Device) -> Result<Tensor> {
     Ok(Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?)
 }
 
@@ -51,8 +51,18 @@ const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 fn add_rms_norm_matches_add_then_norm() -> Result<()> {
     let Some(dev) = gpu() else { return Ok(()) };
     for dtype in DTYPES {
-        for (rows, cols) in [(1, 4096), (7, 4096), (3, 100)] {
-            let x = randn((rows, cols), dtype, &dev)?;
+        // 16-byte loads (one chunk a thread, several a thread), scalar for widths that are
+        // not a multiple of a vector, and for rows that start off a 16-byte boundary.
+        for (rows, cols, offset) in [
+            (1, 4096, 0),
+            (7, 4096, 0),
+            (2, 16384, 0),
+            (3, 100, 0),
+            (2, 4096, 4),
+        ] {
+            let x = randn(offset + rows * cols, dtype, &dev)?
+                .narrow(0, offset, rows * cols)?
+                .reshape((rows, cols))?;
             let h = randn((rows, cols), dtype, &dev)?;
             let w = Tensor::randn(1f32, 0.5, cols, &dev)?.to_dtype(dtype)?;
             let (sum, norm) = add_rms_norm(&x, &h, &w, 1e-5)?;
@@ -70,7 +80,7 @@ fn add_rms_norm_matches_add_then_norm() -> Result<()> {
 fn silu_mul_matches_candle_ops() -> Result<()> {
     let Some(dev) = gpu() else { return Ok(()) };
     for dtype in DTYPES {
-        for (rows, n) in [(1, 14336), (5, 1000)] {
+        for (rows, n) in [(1, 14336), (5, 1000), (2, 1001)] {
             let gu = randn((rows, 2 * n), dtype, &dev)?;
             let got = silu_mul(&gu)?;
             let want = (candle_nn::ops::silu(&gu.narrow(1, 0, n)?)? * gu.narrow(1, n, n)?)?;

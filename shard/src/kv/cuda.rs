@@ -207,7 +207,7 @@ impl CudaPagedCache {
             && meta.num_tokens() <= MAX_KERNEL_TOKENS
             && longest <= MAX_KERNEL_QUERIES
             && kernels::paged_attention_scratch_bytes(meta.num_tokens(), heads, kvh, d, dtype, keys)
-                <= MAX_KERNEL_SCRATCH
+                .is_some_and(|bytes| bytes <= MAX_KERNEL_SCRATCH)
         {
             let (seq_off, slot_table) = slot_tables()?;
             AttentionPlan::Paged(PagedAttentionArgs {
@@ -218,6 +218,7 @@ impl CudaPagedCache {
                 max_keys: keys,
                 window,
                 scale: meta.softmax_scale,
+                split_counters: kernels::paged_attention_counters(meta.num_tokens(), heads, &dev)?,
             })
         } else {
             AttentionPlan::Matmul
