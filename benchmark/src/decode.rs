@@ -51,6 +51,12 @@ pub struct DecodeResult {
     /// Median of each decode step's client latency minus the shard's own step time
     /// (`total_ns`): what the RPC round trip and the server around the engine add.
     pub decode_overhead_ms: f64,
+    /// Median of rank 0's `forward_ns` per decode step: queueing the forward and waiting for
+    /// the sampled rows (the device's share of the step).
+    pub decode_forward_ms: f64,
+    /// Median of rank 0's `decode_ns` per decode step: the host's sampling, stopping and
+    /// detokenization after the forward.
+    pub decode_host_ms: f64,
     /// The last run's first-request tokens and logprobs (see [`RunOutput::first_request`]).
     #[serde(skip)]
     pub first_request: Vec<(u32, f32)>,
@@ -116,6 +122,10 @@ pub struct RunOutput {
     pub steps_ns: Vec<u64>,
     /// Client latency minus rank 0's `total_ns`, per decode step.
     pub overhead_ns: Vec<u64>,
+    /// Rank 0's `forward_ns` and `decode_ns`, per decode step.
+    pub forward_ns: Vec<u64>,
+    /// See `forward_ns`.
+    pub host_ns: Vec<u64>,
     /// The first request's generated tokens and their logprobs (all requests have the same
     /// prompt): compared across shard counts to check tensor-parallel parity.
     pub first_request: Vec<(u32, f32)>,
@@ -176,6 +186,7 @@ pub async fn run_once(
     let mut cached = answers.into_iter().next().and_then(|r| r.batch);
     let mut steps = Vec::with_capacity(decode_length as usize);
     let mut overhead = Vec::with_capacity(decode_length as usize);
+    let (mut forward, mut host) = (Vec::new(), Vec::new());
     while let Some(cb) = cached {
         let t = Instant::now();
         let answers = shards
@@ -196,6 +207,8 @@ pub async fn run_once(
         steps.push(step_ns);
         if let Some(a) = answers.first() {
             overhead.push(step_ns.saturating_sub(a.total_ns));
+            forward.push(a.forward_ns);
+            host.push(a.decode_ns);
         }
         let generations: usize = answers.iter().map(|a| a.generations.len()).sum();
         for a in &answers {
@@ -212,6 +225,8 @@ pub async fn run_once(
         prefill_ns,
         steps_ns: steps,
         overhead_ns: overhead,
+        forward_ns: forward,
+        host_ns: host,
         first_request,
     })
 }
@@ -239,6 +254,7 @@ pub async fn bench(
     let mut prefill = Vec::new();
     let mut steps = Vec::new();
     let mut overhead = Vec::new();
+    let (mut forward, mut host) = (Vec::new(), Vec::new());
     let mut first_request = Vec::new();
     for r in 0..runs.max(1) {
         let out = run_once(
@@ -252,11 +268,15 @@ pub async fn bench(
         prefill.push(out.prefill_ns as f64 / 1e6);
         steps.extend(out.steps_ns.iter().map(|&ns| ns as f64 / 1e6));
         overhead.extend(out.overhead_ns.iter().map(|&ns| ns as f64 / 1e6));
+        forward.extend(out.forward_ns.iter().map(|&ns| ns as f64 / 1e6));
+        host.extend(out.host_ns.iter().map(|&ns| ns as f64 / 1e6));
         first_request = out.first_request;
     }
     prefill.sort_by(f64::total_cmp);
     steps.sort_by(f64::total_cmp);
     overhead.sort_by(f64::total_cmp);
+    forward.sort_by(f64::total_cmp);
+    host.sort_by(f64::total_cmp);
     let prefill_ms = percentile(&prefill, 0.5);
     let step = percentile(&steps, 0.5);
     Ok(DecodeResult {
@@ -269,6 +289,8 @@ pub async fn bench(
         decode_step_p90_ms: percentile(&steps, 0.9),
         decode_tokens_per_s: f64::from(batch_size) / (step / 1e3),
         decode_overhead_ms: percentile(&overhead, 0.5),
+        decode_forward_ms: percentile(&forward, 0.5),
+        decode_host_ms: percentile(&host, 0.5),
         first_request,
     })
 }
