@@ -10,6 +10,7 @@ mod fused;
 mod gemm;
 mod launch;
 mod logits;
+mod lt_gemm;
 mod skinny_gemm;
 mod softmax;
 #[cfg(test)]
