@@ -151,17 +151,6 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
                 time(&dev, 20, || gemm::cublas_linear(&x, &w))?,
                 bytes,
             );
-            if m > 1 {
-                report(
-                    &format!("cuBLASLt {what} m={m}"),
-                    time(&dev, 20, || {
-                        lt_gemm::lt_linear(&x, &w)?.ok_or_else(|| {
-                            crate::error::ShardError::InvalidArgument("no cuBLASLt path".into())
-                        })
-                    })?,
-                    bytes,
-                );
-            }
         }
         let x = rnd((m, 4096))?;
         let h = rnd((m, 4096))?;

@@ -6,7 +6,6 @@
 //! skinny shapes was slower in our measurements).
 
 use super::launch::Launch;
-use super::lt_gemm::{lt_enabled, lt_linear};
 use super::skinny_gemm::{skinny_gemm, skinny_gemm_pays};
 use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
@@ -73,11 +72,6 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     }
     if !w.is_contiguous() {
         return Ok(x.matmul(&w.t()?)?);
-    }
-    if lt_enabled() {
-        if let Some(y) = lt_linear(&x, w)? {
-            return Ok(y);
-        }
     }
     if skinny_gemm_pays(m, n, k, dtype) && aligned(&x) && aligned(w) {
         return skinny_gemm(&dev, &x, w);

@@ -10,7 +10,6 @@ mod fused;
 mod gemm;
 mod launch;
 mod logits;
-mod lt_gemm;
 mod skinny_gemm;
 mod softmax;
 #[cfg(test)]

@@ -256,27 +256,6 @@ fn check_products(
 }
 
 #[test]
-fn lt_gemm_matches_candle_matmul() -> Result<()> {
-    let Some(dev) = gpu() else { return Ok(()) };
-    let shapes = [
-        (9, 300, 256),
-        (16, 4096, 4096),
-        (32, 6144, 4096),
-        (64, 1000, 14336),
-    ];
-    check_products(
-        &dev,
-        "cuBLASLt",
-        &[DType::F16, DType::BF16],
-        &shapes,
-        |x, w| {
-            super::lt_gemm::lt_linear(x, w)?
-                .ok_or_else(|| crate::error::ShardError::InvalidArgument("no cuBLASLt path".into()))
-        },
-    )
-}
-
-#[test]
 fn linear_matches_candle_matmul() -> Result<()> {
     let Some(dev) = gpu() else { return Ok(()) };
     let shapes = [
