@@ -21,6 +21,13 @@ fn vector_width(dtype: DType, width: usize, ts: &[&Tensor]) -> Option<usize> {
     .then_some(vec)
 }
 
+/// The name of kernel `base` of `fused.cu` for `dtype`, its 16-byte-load variant if
+/// `vectorised`.
+fn kernel_name(base: &str, vectorised: bool, dtype: DType) -> Result<String> {
+    let variant = if vectorised { "_vec" } else { "" };
+    Ok(format!("{base}{variant}_{}", suffix(dtype)?))
+}
+
 fn launch_cfg(blocks: usize, threads: u32) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (blocks.max(1) as u32, 1, 1),
@@ -52,13 +59,8 @@ pub fn add_rms_norm(x: &Tensor, h: &Tensor, weight: &Tensor, eps: f32) -> Result
         return Ok((x.clone(), x.clone()));
     }
     let vec = vector_width(dtype, cols, &[x, h, weight]);
-    let kernel = if vec.is_some() {
-        "add_rms_norm_vec"
-    } else {
-        "add_rms_norm"
-    };
-    let func =
-        dev.get_or_load_custom_func(&format!("{kernel}_{}", suffix(dtype)?), "fused", ptx::FUSED)?;
+    let name = kernel_name("add_rms_norm", vec.is_some(), dtype)?;
+    let func = dev.get_or_load_custom_func(&name, "fused", ptx::FUSED)?;
     with_float_type!(dtype, T, {
         let (xs, xl) = x.storage_and_layout();
         let (hs, hl) = h.storage_and_layout();
@@ -98,13 +100,8 @@ pub fn silu_mul(gate_up: &Tensor) -> Result<Tensor> {
     let n = two_n / 2;
     let dtype = gate_up.dtype();
     let vec = vector_width(dtype, n, &[gate_up]);
-    let kernel = if vec.is_some() {
-        "silu_mul_vec"
-    } else {
-        "silu_mul"
-    };
-    let func =
-        dev.get_or_load_custom_func(&format!("{kernel}_{}", suffix(dtype)?), "fused", ptx::FUSED)?;
+    let name = kernel_name("silu_mul", vec.is_some(), dtype)?;
+    let func = dev.get_or_load_custom_func(&name, "fused", ptx::FUSED)?;
     with_float_type!(dtype, T, {
         let (gs, gl) = gate_up.storage_and_layout();
         let gv = view::<T>(&gs, gl, "gate_up")?;
