@@ -13,8 +13,14 @@ use crate::models::ForwardInput;
 use rayon::prelude::*;
 use std::time::Instant;
 
-/// Batches at least this large finish their requests on several threads.
+/// Batches at least this large finish their requests on several threads when some row is
+/// sampled on the host (a vocabulary-wide pass each, worth spreading over cores).
 const PARALLEL_FINISH: usize = 8;
+/// Batches at least this large finish on several threads even when every row was reduced on
+/// the device. Finishing a request costs ~3 µs on the dev CPU (tiny model at batch 32, its
+/// 260-wide rows sampled on the host included), less than waking a pool: at batch 32 on a
+/// 16-core GPU host the parallel finish took ~190 µs a step (docs/gpu-notes.md, run 14).
+const PARALLEL_FINISH_REDUCED: usize = 128;
 
 /// What a logits row is used for.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +77,7 @@ impl Engine {
             .collect();
         // The forward only queues device work; this is the host's share of it.
         let queued = start.elapsed();
+        let host_sampled = needs.contains(&RowNeed::Full);
         let rows = logits::read(&logits, &needs)?;
         let forward_ns = start.elapsed().as_nanos() as u64;
         tracing::debug!(
@@ -101,8 +108,13 @@ impl Engine {
             |(r, rows): (&mut RequestState, Vec<(RowUse, RowResult)>)| finisher.finish(r, rows);
         // Sampling on the host and detokenizing are per request: large batches spread them
         // over the host's cores instead of serialising them between two forwards.
-        let finished: Vec<Result<Option<(Generation, bool)>>> = if requests.len() >= PARALLEL_FINISH
-        {
+        let parallel = requests.len()
+            >= if host_sampled {
+                PARALLEL_FINISH
+            } else {
+                PARALLEL_FINISH_REDUCED
+            };
+        let finished: Vec<Result<Option<(Generation, bool)>>> = if parallel {
             requests
                 .par_iter_mut()
                 .zip(per_request.into_par_iter())
