@@ -1,9 +1,8 @@
 //! Dense linear layers on CUDA: `x[M, K] . W[N, K]^T`. Decode-sized inputs (M <= 8) use the
-//! own bandwidth-bound kernel of `kernels/gemv.cu`; larger ones call cuBLAS' plain GEMM, or
-//! with `CUDA_SKINNY_GEMM=1` the tensor-core skinny GEMM where it beat cuBLAS
-//! ([`skinny_gemm_pays`])
+//! own bandwidth-bound kernel of `kernels/gemv.cu`; larger ones call cuBLAS' plain GEMM
 //! (candle's matmul goes through the strided-batched entry point, whose kernel choice for
-//! skinny shapes was slower in our measurements).
+//! skinny shapes was slower in our measurements), or with `CUDA_SKINNY_GEMM=1` the
+//! tensor-core skinny GEMM on the shapes where it beat cuBLAS ([`skinny_gemm_pays`]).
 
 use super::launch::Launch;
 use super::skinny_gemm::{skinny_gemm, skinny_gemm_pays};
