@@ -114,6 +114,11 @@ pub struct ServeArgs {
         default_value = "1,2,4,8,16,32"
     )]
     pub cuda_graphs: Vec<usize>,
+    /// Queue a batch's next decode forward on the GPU before answering a step, so the device
+    /// works while the answer and the next Decode travel (`false` turns it off). Used on a
+    /// GPU with one shard; ignored on the CPU.
+    #[arg(long, env = "RUN_AHEAD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub run_ahead: bool,
     /// Rendezvous port for tensor parallelism.
     #[arg(long, env = "MASTER_PORT", default_value_t = 29500)]
     pub master_port: u16,

@@ -158,6 +158,8 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
     });
     let started = std::time::Instant::now();
     let device = text_generation_shard::device::select_device(args.rank)?;
+    // A CPU forward runs while it is launched, so running ahead would only delay answers.
+    let run_ahead = args.run_ahead && device.is_cuda() && world_size == 1;
     let comm = communicator(&args, world_size, &device)?;
     let opts = LoadOptions {
         dtype,
@@ -185,6 +187,7 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
             } else {
                 args.cuda_graphs.clone()
             },
+            run_ahead,
         },
     );
     let urls = (0..world_size)

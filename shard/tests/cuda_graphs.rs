@@ -62,6 +62,7 @@ fn engine(model: &std::path::Path, dtype: DType, graphs: &[usize]) -> Engine {
             rank: 0,
             world_size: 1,
             cuda_graphs: graphs.to_vec(),
+            run_ahead: false,
         },
     );
     e.warmup(WarmupParams {

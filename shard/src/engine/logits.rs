@@ -29,10 +29,23 @@ pub(super) enum RowResult {
     Full(Vec<f32>),
 }
 
-/// Rows of `logits` (`[R, vocab]` f32) as `needs` asks. On the CPU every row comes back `Full`
-/// (the host path is then exactly the one the CPU always ran).
-pub(super) fn read(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowResult>> {
-    let (r, vocab) = logits.dims2()?;
+/// A forward's logits whose rows are being reduced on the device: made by [`begin`], which
+/// only queues device work, and read by [`PendingRows::read`], which waits for it. A step
+/// run ahead of its Decode holds one of these between the two RPCs.
+pub(super) struct PendingRows {
+    /// `[R, vocab]` logits (f32 on a device path).
+    logits: Tensor,
+    needs: Vec<RowNeed>,
+    /// On a device path: the reduced rows and their queued statistics (`[n, 4]`).
+    reduced: Option<(Vec<u32>, Tensor)>,
+    /// The CPU path hands every row over whole.
+    host: bool,
+}
+
+/// Queues the reading of `logits` (`[R, vocab]`) as `needs` asks. On the CPU every row comes
+/// back `Full` (the host path is then exactly the one the CPU always ran).
+pub(super) fn begin(logits: Tensor, needs: Vec<RowNeed>) -> Result<PendingRows> {
+    let r = logits.dims2()?.0;
     if r != needs.len() {
         return Err(ShardError::InvalidArgument(format!(
             "{r} logits rows for {} uses",
@@ -40,24 +53,25 @@ pub(super) fn read(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowResult>>
         )));
     }
     if logits.device().is_cpu() {
-        let flat = logits.flatten_all()?.to_vec1::<f32>()?;
-        return Ok(flat
-            .chunks(vocab.max(1))
-            .map(|row| RowResult::Full(row.to_vec()))
-            .collect());
+        return Ok(PendingRows {
+            logits,
+            needs,
+            reduced: None,
+            host: true,
+        });
     }
-    on_device(logits, needs)
+    begin_on_device(logits, needs)
 }
 
-/// The device path of [`read`]; usable on any device (tests run it on the CPU).
-pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowResult>> {
-    let dev = logits.device();
+/// The device path of [`begin`]; usable on any device (tests run it on the CPU).
+pub(super) fn begin_on_device(logits: Tensor, needs: Vec<RowNeed>) -> Result<PendingRows> {
     let logits = logits.to_dtype(DType::F32)?;
-    let mut out: Vec<Option<RowResult>> = vec![None; needs.len()];
     let reduced: Vec<u32> = (0..needs.len() as u32)
         .filter(|&i| needs[i as usize] != RowNeed::Full)
         .collect();
-    if !reduced.is_empty() {
+    let stats = if reduced.is_empty() {
+        None
+    } else {
         let asked: Vec<u32> = reduced
             .iter()
             .map(|&i| match needs[i as usize] {
@@ -72,42 +86,80 @@ pub(super) fn on_device(logits: &Tensor, needs: &[RowNeed]) -> Result<Vec<RowRes
             )));
         }
         let stats = row_stats(&logits, &reduced, &asked)?;
-        for (&i, &[id, lp_chosen, lp_asked, ties]) in reduced.iter().zip(&stats) {
-            let i = i as usize;
-            // NaN/inf logits: the host path knows how to treat (or reject) them.
-            out[i] = match needs[i] {
-                RowNeed::Logprob(_) if lp_asked.is_finite() => Some(RowResult::Logprob(lp_asked)),
-                RowNeed::Greedy if lp_chosen.is_finite() && ties <= 1.0 => {
-                    Some(RowResult::Chosen(id as u32, lp_chosen))
-                }
-                _ => None,
-            };
-        }
-    }
-    // Rows asked whole, and reduced rows that need the host after all.
-    let full: Vec<u32> = (0..needs.len() as u32)
-        .filter(|&i| out[i as usize].is_none())
-        .collect();
-    if !full.is_empty() {
-        let rows = logits
-            .index_select(&Tensor::new(full.as_slice(), dev)?, 0)?
-            .to_vec2::<f32>()?;
-        for (&i, row) in full.iter().zip(rows) {
-            out[i as usize] = Some(match needs[i as usize] {
-                RowNeed::Logprob(id) => RowResult::Logprob(host_logprob(row, id)),
-                _ => RowResult::Full(row),
-            });
-        }
-    }
-    out.into_iter()
-        .map(|r| r.ok_or_else(|| ShardError::InvalidArgument("a logits row was not read".into())))
-        .collect()
+        Some((reduced, stats))
+    };
+    Ok(PendingRows {
+        logits,
+        needs,
+        reduced: stats,
+        host: false,
+    })
 }
 
-/// (argmax id, its logprob, `asked[j]`'s logprob, count of the maximum) for each row `rows[j]`
-/// of `logits`: one kernel on a GPU, candle reductions elsewhere. Non-finite rows come out
-/// with a non-finite logprob.
-fn row_stats(logits: &Tensor, rows: &[u32], asked: &[u32]) -> Result<Vec<[f32; 4]>> {
+impl PendingRows {
+    /// Whether some row is sampled on the host (a vocabulary-wide pass per such row).
+    pub fn host_sampled(&self) -> bool {
+        self.host || self.needs.contains(&RowNeed::Full)
+    }
+
+    /// Waits for the device and returns every row's result.
+    pub fn read(self) -> Result<Vec<RowResult>> {
+        let vocab = self.logits.dim(1)?;
+        if self.host {
+            let flat = self.logits.flatten_all()?.to_vec1::<f32>()?;
+            return Ok(flat
+                .chunks(vocab.max(1))
+                .map(|row| RowResult::Full(row.to_vec()))
+                .collect());
+        }
+        let needs = self.needs;
+        let mut out: Vec<Option<RowResult>> = vec![None; needs.len()];
+        if let Some((reduced, stats)) = self.reduced {
+            let stats = stats.to_vec2::<f32>()?;
+            for (&i, r) in reduced.iter().zip(&stats) {
+                let i = i as usize;
+                let (id, lp_chosen, lp_asked, ties) = (r[0], r[1], r[2], r[3]);
+                // NaN/inf logits: the host path knows how to treat (or reject) them.
+                out[i] = match needs[i] {
+                    RowNeed::Logprob(_) if lp_asked.is_finite() => {
+                        Some(RowResult::Logprob(lp_asked))
+                    }
+                    RowNeed::Greedy if lp_chosen.is_finite() && ties <= 1.0 => {
+                        Some(RowResult::Chosen(id as u32, lp_chosen))
+                    }
+                    _ => None,
+                };
+            }
+        }
+        // Rows asked whole, and reduced rows that need the host after all.
+        let full: Vec<u32> = (0..needs.len() as u32)
+            .filter(|&i| out[i as usize].is_none())
+            .collect();
+        if !full.is_empty() {
+            let dev = self.logits.device();
+            let rows = self
+                .logits
+                .index_select(&Tensor::new(full.as_slice(), dev)?, 0)?
+                .to_vec2::<f32>()?;
+            for (&i, row) in full.iter().zip(rows) {
+                out[i as usize] = Some(match needs[i as usize] {
+                    RowNeed::Logprob(id) => RowResult::Logprob(host_logprob(row, id)),
+                    _ => RowResult::Full(row),
+                });
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.ok_or_else(|| ShardError::InvalidArgument("a logits row was not read".into()))
+            })
+            .collect()
+    }
+}
+
+/// Queues (argmax id, its logprob, `asked[j]`'s logprob, count of the maximum) for each row
+/// `rows[j]` of `logits` as an `[n, 4]` f32 tensor: one kernel on a GPU, candle reductions
+/// elsewhere. Non-finite rows come out with a non-finite logprob.
+fn row_stats(logits: &Tensor, rows: &[u32], asked: &[u32]) -> Result<Tensor> {
     let dev = logits.device();
     let all_rows = rows.iter().copied().eq(0..logits.dim(0)? as u32);
     let x = if all_rows {
@@ -118,11 +170,7 @@ fn row_stats(logits: &Tensor, rows: &[u32], asked: &[u32]) -> Result<Vec<[f32; 4
     let asked = Tensor::new(asked, dev)?;
     #[cfg(feature = "cuda")]
     if dev.is_cuda() {
-        let stats = crate::kernels::logits_stats(&x, &asked)?.to_vec2::<f32>()?;
-        return Ok(stats
-            .into_iter()
-            .map(|r| [r[0], r[1], r[2], r[3]])
-            .collect());
+        return Ok(crate::kernels::logits_stats(&x, &asked)?);
     }
     let max = x.max_keepdim(D::Minus1)?;
     let lse = (x
@@ -141,12 +189,8 @@ fn row_stats(logits: &Tensor, rows: &[u32], asked: &[u32]) -> Result<Vec<[f32; 4
         .to_dtype(DType::F32)?
         .sum_keepdim(D::Minus1)?;
     let ids = ids.to_dtype(DType::F32)?;
-    // One copy (one sync) for the four per-row numbers.
-    let stats = Tensor::cat(&[&ids, &lp_chosen, &lp_asked, &ties], 1)?.to_vec2::<f32>()?;
-    Ok(stats
-        .into_iter()
-        .map(|r| [r[0], r[1], r[2], r[3]])
-        .collect())
+    // One tensor (one copy, one sync when read) for the four per-row numbers.
+    Ok(Tensor::cat(&[&ids, &lp_chosen, &lp_asked, &ties], 1)?)
 }
 
 /// The host's log-softmax value of `id` in `row` (NaN as -inf, +inf sharing the mass).
@@ -174,7 +218,7 @@ mod tests {
             RowNeed::Logprob(2999),
             RowNeed::Full,
         ];
-        let got = on_device(&logits, &needs)?;
+        let got = begin_on_device(logits.clone(), needs.to_vec())?.read()?;
         for (i, (need, res)) in needs.iter().zip(&got).enumerate() {
             let mut row = host[i].clone();
             let best = argmax(&row);
@@ -196,7 +240,8 @@ mod tests {
             }
         }
         // On the CPU, `read` hands every row over whole.
-        assert!(read(&logits, &needs)?
+        assert!(begin(logits, needs.to_vec())?
+            .read()?
             .iter()
             .zip(&host)
             .all(|(r, h)| r == &RowResult::Full(h.clone())));
@@ -213,7 +258,7 @@ mod tests {
         ];
         let logits = Tensor::new(rows.clone(), &Device::Cpu)?;
         let needs = [RowNeed::Greedy, RowNeed::Greedy, RowNeed::Logprob(1)];
-        let got = on_device(&logits, &needs)?;
+        let got = begin_on_device(logits, needs.to_vec())?.read()?;
         // A tie goes back whole, so the host picks the lowest index.
         assert_eq!(got[0], RowResult::Full(rows[0].clone()));
         assert!(matches!(&got[1], RowResult::Full(_)));
@@ -225,7 +270,7 @@ mod tests {
     #[test]
     fn an_out_of_vocabulary_logprob_is_an_error() -> Result<()> {
         let logits = Tensor::zeros((1, 10), DType::F32, &Device::Cpu)?;
-        assert!(on_device(&logits, &[RowNeed::Logprob(10)]).is_err());
+        assert!(begin_on_device(logits, vec![RowNeed::Logprob(10)]).is_err());
         Ok(())
     }
 }

@@ -10,12 +10,14 @@ mod finish;
 mod graph_inputs;
 mod logits;
 mod request;
+mod run_ahead;
 mod step;
 pub mod stopping;
 pub mod types;
 
 pub use batch::Batch;
 pub use detokenize::IncrementalDecoder;
+pub use run_ahead::RunAheadCounts;
 pub use types::*;
 
 use crate::error::{Result, ShardError};
@@ -51,6 +53,10 @@ pub struct EngineConfig {
     /// Decode batch sizes captured as CUDA graphs (TGI's `CUDA_GRAPHS`); empty: none. Only
     /// used on a GPU with one shard.
     pub cuda_graphs: Vec<usize>,
+    /// Queue a kept batch's next forward before answering a step, so the device computes it
+    /// while the answer and the next Decode travel (see `run_ahead`). Pays on a GPU, where a
+    /// forward only queues work; on the CPU the forward would run before the answer goes.
+    pub run_ahead: bool,
 }
 
 /// Static facts reported by Info.
@@ -75,6 +81,9 @@ pub struct Engine {
     kv: Option<Box<dyn PagedAttention>>,
     allocator: BlockAllocator,
     batches: HashMap<u64, Batch>,
+    /// The forward queued for a cached batch's next Decode.
+    ahead: Option<run_ahead::Ahead>,
+    run_ahead_counts: RunAheadCounts,
     max_prefill_tokens: usize,
     config: EngineConfig,
     rank: usize,
@@ -93,6 +102,8 @@ impl Engine {
             kv: None,
             allocator: BlockAllocator::new(0),
             batches: HashMap::new(),
+            ahead: None,
+            run_ahead_counts: RunAheadCounts::default(),
             max_prefill_tokens: usize::MAX,
             rank: config.rank,
             world_size: config.world_size.max(1),
@@ -141,6 +152,7 @@ impl Engine {
 
     /// ClearCache RPC: drops one batch, or all of them.
     pub fn clear_cache(&mut self, id: Option<u64>) {
+        self.drop_ahead(id);
         let dropped: Vec<Batch> = match id {
             Some(id) => self.batches.remove(&id).into_iter().collect(),
             None => self.batches.drain().map(|(_, b)| b).collect(),
@@ -390,6 +402,8 @@ impl Engine {
                 "a request with this id is already in a cached batch",
             ));
         }
+        // This prefill's forward changes the batch it would join.
+        self.drop_ahead(None);
         let states = self.admit(&batch)?;
         let mut concat_ns = None;
         let new_batch = Batch {
@@ -405,7 +419,7 @@ impl Engine {
             }
             None => new_batch,
         };
-        self.run(&mut batch, start, concat_ns)
+        self.run(&mut batch, start, concat_ns, None)
     }
 
     /// Decode RPC: joins the listed cached batches and runs one step.
@@ -435,7 +449,8 @@ impl Engine {
                 .next()
                 .ok_or_else(|| ShardError::InvalidArgument("no batch".into()))?
         };
-        self.run(&mut batch, start, concat_ns)
+        let ahead = self.take_ahead(ids, &batch);
+        self.run(&mut batch, start, concat_ns, ahead)
     }
 
     fn run(
@@ -443,9 +458,13 @@ impl Engine {
         batch: &mut Batch,
         start: Instant,
         concat_ns: Option<u64>,
+        ahead: Option<step::Launched>,
     ) -> Result<StepOutput> {
         let mut requests = std::mem::take(&mut batch.requests);
-        let result = self.step(&mut requests);
+        let result = match ahead {
+            Some(launched) => self.complete(&mut requests, launched, start),
+            None => self.step(&mut requests),
+        };
         batch.requests = requests;
         let (generations, times) = match result {
             Ok(r) => r,
@@ -460,6 +479,7 @@ impl Engine {
             None
         } else {
             let s = batch.summary();
+            self.run_ahead(batch);
             self.batches.insert(
                 batch.id,
                 Batch {

@@ -37,6 +37,12 @@ pub(super) struct StepTimes {
     pub decode_ns: u64,
 }
 
+/// A forward queued on the device whose logits rows have not been read back yet.
+pub(super) struct Launched {
+    uses: Vec<RowUse>,
+    rows: logits::PendingRows,
+}
+
 impl Engine {
     /// Runs one forward over `requests`, removing those that finish. Returns the generations
     /// this rank reports.
@@ -44,6 +50,14 @@ impl Engine {
         &mut self,
         requests: &mut Vec<RequestState>,
     ) -> Result<(Vec<Generation>, StepTimes)> {
+        let start = Instant::now();
+        let launched = self.launch(requests)?;
+        self.complete(requests, launched, start)
+    }
+
+    /// Queues the next forward of `requests` and the reduction of its logits rows, without
+    /// waiting for the device (on the CPU the forward itself runs here).
+    pub(super) fn launch(&mut self, requests: &[RequestState]) -> Result<Launched> {
         let start = Instant::now();
         let (input, uses) = self.build_input(requests)?;
         let kv = self.kv.as_deref_mut().ok_or(ShardError::NotWarmedUp)?;
@@ -75,17 +89,28 @@ impl Engine {
                 }
             })
             .collect();
-        // The forward only queues device work; this is the host's share of it.
-        let queued = start.elapsed();
-        let host_sampled = needs.contains(&RowNeed::Full);
-        let rows = logits::read(&logits, &needs)?;
-        let forward_ns = start.elapsed().as_nanos() as u64;
+        let rows = logits::begin(logits, needs)?;
         tracing::debug!(
             tokens = input.input_ids.len(),
-            queued_us = queued.as_micros() as u64,
-            forward_us = forward_ns / 1000,
-            "forward"
+            queued_us = start.elapsed().as_micros() as u64,
+            "forward queued"
         );
+        Ok(Launched { uses, rows })
+    }
+
+    /// Reads `launched`'s rows (waiting for the device) and finishes `requests` with them:
+    /// sampling, detokenizing, stopping, and planning the next chunk. `start` is when this
+    /// step's RPC began.
+    pub(super) fn complete(
+        &mut self,
+        requests: &mut Vec<RequestState>,
+        launched: Launched,
+        start: Instant,
+    ) -> Result<(Vec<Generation>, StepTimes)> {
+        let Launched { uses, rows } = launched;
+        let host_sampled = rows.host_sampled();
+        let rows = rows.read()?;
+        let forward_ns = start.elapsed().as_nanos() as u64;
 
         let decode_start = Instant::now();
         for r in requests.iter_mut() {

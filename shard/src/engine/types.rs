@@ -104,7 +104,8 @@ pub struct StepOutput {
     pub generations: Vec<Generation>,
     /// The batch kept for the next step, absent when every request finished.
     pub batch: Option<BatchSummary>,
-    /// Model forward time.
+    /// Model forward time: from the call's start until the logits were read (for a forward
+    /// run ahead, only the part this call waited for).
     pub forward_ns: u64,
     /// Sampling + detokenization time.
     pub decode_ns: u64,
