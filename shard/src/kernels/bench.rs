@@ -171,6 +171,17 @@ fn kernel_timings_at_llama8b_shapes() -> Result<()> {
                     linear(&x, &w)
                 })?;
             }
+            // gate/up with its activation: one gated GEMV against GEMV then SiLU·mul.
+            let x = rnd((m, 4096))?;
+            let w = rnd((28672, 4096))?;
+            report_both(&dev, "gate_up+silu_mul m=1 apart", 28672 * 4096 * 2, || {
+                silu_mul(&linear(&x, &w)?)
+            })?;
+            report_both(&dev, "gate_up+silu_mul m=1 gated", 28672 * 4096 * 2, || {
+                silu_gated_linear(&x, &w)?.ok_or_else(|| {
+                    crate::error::ShardError::InvalidArgument("no gated GEMV".into())
+                })
+            })?;
         }
         for ctx in [256usize, 2048] {
             // Each sequence reads its own `ctx` slots; 32 heads over 8 KV heads of 128.

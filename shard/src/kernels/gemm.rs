@@ -1,5 +1,6 @@
 //! Dense linear layers on CUDA: `x[M, K] . W[N, K]^T`. Decode-sized inputs (M <= 8) use the
-//! own bandwidth-bound kernel of `kernels/gemv.cu`; larger ones call cuBLAS' plain GEMM
+//! own bandwidth-bound kernel of `kernels/gemv.cu` (also with a SwiGLU MLP's activation fused
+//! into its gate/up projection); larger ones call cuBLAS' plain GEMM
 //! (candle's matmul goes through the strided-batched entry point, whose kernel choice for
 //! skinny shapes was slower in our measurements), or with `CUDA_SKINNY_GEMM=1` the
 //! tensor-core skinny GEMM on the shapes where it beat cuBLAS ([`skinny_gemm_pays`]).
@@ -10,7 +11,8 @@ use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys};
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig};
-use candle_core::{DType, Tensor};
+use candle_core::{CudaDevice, DType, Tensor};
+use std::sync::OnceLock;
 
 /// Largest M the bandwidth-bound GEMV kernel handles.
 pub const GEMV_MAX_M: usize = 8;
@@ -32,42 +34,11 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         )));
     }
     let x = x.contiguous()?;
-    let vec = 16 / dtype.size_in_bytes();
-    let aligned = |t: &Tensor| t.layout().start_offset().is_multiple_of(vec);
     if m == 0 {
         return Ok(Tensor::zeros((0, n), dtype, x.device())?);
     }
-    if m <= GEMV_MAX_M && k.is_multiple_of(vec) && aligned(&x) && aligned(w) && w.is_contiguous() {
-        let func = dev.get_or_load_custom_func(
-            &format!("gemv_{}_m{m}", suffix(dtype)?),
-            "gemv",
-            ptx::GEMV,
-        )?;
-        return with_float_type!(dtype, T, {
-            let (xs, xl) = x.storage_and_layout();
-            let (ws, wl) = w.storage_and_layout();
-            let (xv, wv) = (view::<T>(&xs, xl, "x")?, view::<T>(&ws, wl, "weight")?);
-            let out = alloc::<T>(&dev, m * n)?;
-            let stream = dev.cuda_stream();
-            let mut b = Launch::new(&stream, &func);
-            let prefetch = i32::from(b.pdl());
-            b.arg(&xv)
-                .arg(&wv)
-                .arg(&out)
-                .arg(n as i32)
-                .arg(k as i32)
-                .arg(prefetch);
-            let warps = (GEMV_THREADS / 32) as usize;
-            let cfg = LaunchConfig {
-                grid_dim: (n.div_ceil(warps) as u32, 1, 1),
-                block_dim: (GEMV_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            // SAFETY: shapes and 16-byte alignment checked above; the kernel waits (PDL)
-            // before it reads x.
-            unsafe { b.launch(cfg) }?;
-            Ok(wrap(out, &dev, (m, n)))
-        });
+    if gemv_applies(&x, w) {
+        return gemv(&dev, &x, w, "gemv", n);
     }
     if !w.is_contiguous() {
         return Ok(x.matmul(&w.t()?)?);
@@ -76,6 +47,80 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         return skinny_gemm(&dev, &x, w);
     }
     cublas_linear(&x, w)
+}
+
+/// `silu(x . Wg^T) * (x . Wu^T)` for a stacked gate/up weight `w = [Wg; Wu]` (`[2n, K]`):
+/// `[M, n]` from one GEMV, or `None` where the GEMV does not apply (M > 8, operands unaligned
+/// or not contiguous, or `CUDA_GATED_GEMV=0`) and the caller multiplies and activates apart.
+pub fn silu_gated_linear(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    static ON: OnceLock<bool> = OnceLock::new();
+    let dev = cuda_device(x, "gated linear input")?;
+    let (two_n, k) = w.dims2()?;
+    let on = *ON.get_or_init(|| super::env_switch("CUDA_GATED_GEMV", true));
+    if !on || !two_n.is_multiple_of(2) || x.dim(1)? != k || x.dtype() != w.dtype() {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    if x.dim(0)? == 0 || !gemv_applies(&x, w) {
+        return Ok(None);
+    }
+    gemv(&dev, &x, w, "gemv_silu_gated", two_n / 2).map(Some)
+}
+
+/// Whether `x` (`[M, K]`, contiguous) and `w` suit the GEMV kernels: M <= 8, K whole 16-byte
+/// vectors, both starting on a 16-byte boundary, `w` contiguous.
+fn gemv_applies(x: &Tensor, w: &Tensor) -> bool {
+    let (m, k) = x.dims2().unwrap_or((0, 0));
+    let vec = 16 / w.dtype().size_in_bytes();
+    m <= GEMV_MAX_M
+        && k.is_multiple_of(vec)
+        && aligned(x)
+        && aligned(w)
+        && w.is_contiguous()
+        && x.dtype() == w.dtype()
+}
+
+/// Whether `t`'s data starts on a 16-byte boundary.
+fn aligned(t: &Tensor) -> bool {
+    let vec = 16 / t.dtype().size_in_bytes();
+    t.layout().start_offset().is_multiple_of(vec)
+}
+
+/// Launches GEMV kernel `base` (`gemv` or `gemv_silu_gated`) for `x` (`[M, K]`, contiguous)
+/// and `w` with `n` outputs per row (checked by [`gemv_applies`]).
+fn gemv(dev: &CudaDevice, x: &Tensor, w: &Tensor, base: &str, n: usize) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let dtype = w.dtype();
+    let func = dev.get_or_load_custom_func(
+        &format!("{base}_{}_m{m}", suffix(dtype)?),
+        "gemv",
+        ptx::GEMV,
+    )?;
+    with_float_type!(dtype, T, {
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (xv, wv) = (view::<T>(&xs, xl, "x")?, view::<T>(&ws, wl, "weight")?);
+        let out = alloc::<T>(dev, m * n)?;
+        let stream = dev.cuda_stream();
+        let mut b = Launch::new(&stream, &func);
+        let prefetch = i32::from(b.pdl());
+        b.arg(&xv)
+            .arg(&wv)
+            .arg(&out)
+            .arg(n as i32)
+            .arg(k as i32)
+            .arg(prefetch);
+        let warps = (GEMV_THREADS / 32) as usize;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(warps) as u32, 1, 1),
+            block_dim: (GEMV_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: shapes and 16-byte alignment checked by `gemv_applies`; `w` holds `n` rows
+        // (twice that for the gated kernel) of K; the kernel waits (PDL) before it reads x.
+        unsafe { b.launch(cfg) }?;
+        Ok(wrap(out, dev, (m, n)))
+    })
 }
 
 /// [`linear`] through cuBLAS (`w` contiguous), whatever the shape.

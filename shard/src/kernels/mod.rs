@@ -23,7 +23,7 @@ pub use flash_prefill::{
     flash_prefill, flash_prefill_supported, prefill_tiles, FlashPrefillArgs, FLASH_TILE_ROWS,
 };
 pub use fused::{add_rms_norm, rope_qkv, silu_mul, write_kv};
-pub use gemm::{linear, GEMV_MAX_M};
+pub use gemm::{linear, silu_gated_linear, GEMV_MAX_M};
 pub use logits::logits_stats;
 pub use softmax::masked_softmax;
 

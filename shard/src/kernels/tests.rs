@@ -270,6 +270,30 @@ fn linear_matches_candle_matmul() -> Result<()> {
     check_products(&dev, "linear", &DTYPES, &shapes, linear)
 }
 
+#[test]
+fn silu_gated_linear_matches_product_then_silu_mul() -> Result<()> {
+    let Some(dev) = gpu() else { return Ok(()) };
+    for dtype in DTYPES {
+        for (m, n, k) in [(1, 14336, 4096), (3, 1000, 512), (8, 512, 4096)] {
+            let x = randn((m, k), dtype, &dev)?;
+            let w = randn((2 * n, k), dtype, &dev)?;
+            let got = silu_gated_linear(&x, &w)?.expect("the gated GEMV applies");
+            // Reference in f32 from the same (rounded) inputs.
+            let gu = x
+                .to_dtype(DType::F32)?
+                .matmul(&w.to_dtype(DType::F32)?.t()?)?;
+            let want = (candle_nn::ops::silu(&gu.narrow(1, 0, n)?)? * gu.narrow(1, n, n)?)?;
+            let e = rel_err(&got, &want)?;
+            eprintln!("silu_gated_linear {dtype:?} {m}x{n}x{k}: {e:.2e}");
+            assert!(e <= tol(dtype), "{e}");
+        }
+        // Beyond the GEMV's rows the caller multiplies and activates apart.
+        let x = randn((9, 256), dtype, &dev)?;
+        assert!(silu_gated_linear(&x, &randn((64, 256), dtype, &dev)?)?.is_none());
+    }
+    Ok(())
+}
+
 /// The skinny GEMM itself, also at the split-K shapes `linear` sends to cuBLAS.
 #[test]
 fn skinny_gemm_matches_candle_matmul() -> Result<()> {

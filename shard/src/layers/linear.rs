@@ -56,6 +56,15 @@ impl Linear {
         self.out_features
     }
 
+    /// The weight of a dense layer without bias (`[out, in]`), for kernels that fuse the
+    /// product with what follows it.
+    pub fn dense_weight(&self) -> Option<&Tensor> {
+        match (&self.weight, &self.bias) {
+            (LinearKind::Dense(w), None) => Some(w),
+            _ => None,
+        }
+    }
+
     /// `x`: `[tokens, in]` -> `[tokens, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {

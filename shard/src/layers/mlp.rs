@@ -40,9 +40,31 @@ impl Mlp {
 
     /// `[T, hidden]` -> `[T, hidden]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(h) = self.gated_gemv(x)? {
+            return self.down.forward(&h);
+        }
         let gu = self.gate_up.forward(x)?;
         let h = silu_mul(&gu, self.local_intermediate)?;
         self.down.forward(&h)
+    }
+}
+
+impl Mlp {
+    /// `silu(gate(x)) * up(x)` in one kernel for decode-sized `x` on a GPU, when the gate/up
+    /// weight is dense.
+    #[cfg(feature = "cuda")]
+    fn gated_gemv(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        match self.gate_up.dense_weight() {
+            Some(w)
+                if x.device().is_cuda()
+                    && x.rank() == 2
+                    && w.dim(0)? == 2 * self.local_intermediate =>
+            {
+                crate::kernels::silu_gated_linear(x, w)
+            }
+            _ => Ok(None),
+        }
     }
 }
 

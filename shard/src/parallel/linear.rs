@@ -50,6 +50,11 @@ impl ColumnParallelLinear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.linear.forward(x)
     }
+
+    /// This rank's weight (`[local out, in]`) when the layer is dense without bias.
+    pub fn dense_weight(&self) -> Option<&Tensor> {
+        self.linear.dense_weight()
+    }
 }
 
 /// Input dimension split over ranks; partial outputs are summed with an all-reduce.
