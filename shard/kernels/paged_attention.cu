@@ -41,8 +41,6 @@ __device__ void paged_attention(const T* __restrict__ q, const T* __restrict__ k
   constexpr int U = GB > 4 ? 2 : PA_UNROLL;
   extern __shared__ float smem[];
   __shared__ int merge;
-  pdl_wait();  // q and the cache come from the previous kernels
-  pdl_launch_dependents();
   const int split = blockIdx.x, t = blockIdx.z;
   const int head0 = blockIdx.y * GB;
   const int kv_head = head0 / (heads / kvh);
@@ -58,9 +56,15 @@ __device__ void paged_attention(const T* __restrict__ q, const T* __restrict__ k
   float* ml_s = acc_s + groups * GB * d;      // [groups][GB][2]
   float* wt_s = ml_s + groups * GB * 2;       // [GB][num_splits]
 
+  // The per-forward inputs (positions, slot tables) were written before the kernel ahead
+  // of this one started, so with PDL their dependent loads overlap that kernel's tail.
   if (n > 0) {
     const uint32_t* slots = slot_table + seq_off[token_seq[t]] + lo + start;
     for (int j = threadIdx.x; j < n; j += blockDim.x) sl[j] = slots[j];
+  }
+  pdl_wait();  // q and the cache come from the previous kernels
+  pdl_launch_dependents();
+  if (n > 0) {
     float qf[GB][VEC];
 #pragma unroll
     for (int h = 0; h < GB; ++h) {
