@@ -4,78 +4,18 @@
 //! bucket. Needs a GPU (run the CUDA test binary on a GPU machine); without one it says so.
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use candle_core::DType;
+use common::engine::{config, new_request as request, warmed_engine};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use text_generation_shard::engine::stopping::StoppingParams;
-use text_generation_shard::engine::{
-    Engine, EngineConfig, KvBudget, NewBatch, NewRequest, WarmupParams,
-};
-use text_generation_shard::models::{load_model, LoadOptions};
-use text_generation_shard::parallel::SingleProcess;
-use text_generation_shard::sampling::SamplingParams;
+use text_generation_shard::engine::{Engine, NewBatch, NewRequest};
 
 /// Generated ids and logprobs per request id.
 type Outputs = BTreeMap<u64, (Vec<u32>, Vec<f32>)>;
 
-fn request(id: u64, prompt_len: usize, max_new_tokens: u32, top_n_tokens: u32) -> NewRequest {
-    let text: String = (0..prompt_len)
-        .map(|i| char::from(b'a' + ((i * 7 + id as usize) % 26) as u8))
-        .collect();
-    NewRequest {
-        id,
-        inputs: text,
-        truncate: 0,
-        add_special_tokens: false,
-        sampling: SamplingParams::default(),
-        stopping: StoppingParams {
-            max_new_tokens,
-            stop_sequences: Vec::new(),
-            ignore_eos_token: true,
-        },
-        prefill_logprobs: false,
-        top_n_tokens,
-        blocks: Vec::new(),
-        slots: Vec::new(),
-        cache_len: 0,
-        chunk_len: None,
-    }
-}
-
 fn engine(model: &std::path::Path, dtype: DType, graphs: &[usize]) -> Engine {
-    let device = text_generation_shard::device::select_device(0).expect("device");
-    let loaded = load_model(
-        model,
-        &LoadOptions {
-            dtype: Some(dtype),
-            device,
-            comm: Arc::new(SingleProcess),
-            quantize: None,
-        },
-    )
-    .expect("load");
-    let mut e = Engine::new(
-        loaded,
-        EngineConfig {
-            kv_budget: KvBudget::Tokens(8192),
-            max_input_tokens: None,
-            rank: 0,
-            world_size: 1,
-            cuda_graphs: graphs.to_vec(),
-            run_ahead: false,
-        },
-    );
-    e.warmup(WarmupParams {
-        batch: NewBatch {
-            id: 0,
-            requests: vec![request(0, 32, 1, 0)],
-        },
-        max_input_tokens: None,
-        max_prefill_tokens: 512,
-        max_total_tokens: None,
-    })
-    .expect("warmup");
-    e
+    warmed_engine(model, dtype, config(8192, graphs, false), 512)
 }
 
 /// Prefills `requests` as one batch, then decodes until every request is done.

@@ -4,39 +4,12 @@
 //! two batches, a ClearCache) and must return identical generations, sampled requests
 //! included. On the CPU build this runs on the CPU; the CUDA test binary runs it on the GPU.
 
-use candle_core::DType;
-use std::sync::Arc;
-use text_generation_shard::engine::stopping::StoppingParams;
-use text_generation_shard::engine::{
-    Engine, EngineConfig, Generation, KvBudget, NewBatch, NewRequest, StepOutput, WarmupParams,
-};
-use text_generation_shard::models::{load_model, LoadOptions};
-use text_generation_shard::parallel::SingleProcess;
-use text_generation_shard::sampling::SamplingParams;
+mod common;
 
-fn request(id: u64, prompt_len: usize, max_new_tokens: u32, top_n_tokens: u32) -> NewRequest {
-    let text: String = (0..prompt_len)
-        .map(|i| char::from(b'a' + ((i * 5 + id as usize * 3) % 26) as u8))
-        .collect();
-    NewRequest {
-        id,
-        inputs: text,
-        truncate: 0,
-        add_special_tokens: false,
-        sampling: SamplingParams::default(),
-        stopping: StoppingParams {
-            max_new_tokens,
-            stop_sequences: Vec::new(),
-            ignore_eos_token: true,
-        },
-        prefill_logprobs: false,
-        top_n_tokens,
-        blocks: Vec::new(),
-        slots: Vec::new(),
-        cache_len: 0,
-        chunk_len: None,
-    }
-}
+use candle_core::DType;
+use common::engine::{config, new_request as request, warmed_engine};
+use text_generation_shard::engine::{Engine, Generation, NewBatch, NewRequest, StepOutput};
+use text_generation_shard::sampling::SamplingParams;
 
 /// A request sampled with a seed: its random state must advance once per token, whether or
 /// not its forwards ran ahead.
@@ -54,40 +27,7 @@ fn sampled(id: u64, prompt_len: usize, max_new_tokens: u32) -> NewRequest {
 }
 
 fn engine(model: &std::path::Path, run_ahead: bool) -> Engine {
-    let device = text_generation_shard::device::select_device(0).expect("device");
-    let dtype = DType::F32;
-    let loaded = load_model(
-        model,
-        &LoadOptions {
-            dtype: Some(dtype),
-            device,
-            comm: Arc::new(SingleProcess),
-            quantize: None,
-        },
-    )
-    .expect("load");
-    let mut e = Engine::new(
-        loaded,
-        EngineConfig {
-            kv_budget: KvBudget::Tokens(4096),
-            max_input_tokens: None,
-            rank: 0,
-            world_size: 1,
-            cuda_graphs: vec![1, 2, 4],
-            run_ahead,
-        },
-    );
-    e.warmup(WarmupParams {
-        batch: NewBatch {
-            id: 0,
-            requests: vec![request(0, 16, 1, 0)],
-        },
-        max_input_tokens: None,
-        max_prefill_tokens: 64,
-        max_total_tokens: None,
-    })
-    .expect("warmup");
-    e
+    warmed_engine(model, DType::F32, config(4096, &[1, 2, 4], run_ahead), 64)
 }
 
 /// Runs one fixed sequence of RPCs; returns every generation in the order they came.
