@@ -190,7 +190,8 @@ fn attention_args(
 }
 
 /// Runs the step eagerly through the pinned plan (its logits land in `out`; the run also
-/// fills candle's parameter cache and loads every kernel), then records the same forward.
+/// fills candle's parameter cache and loads every kernel), then records the same forward
+/// (without programmatic dependent launch, which a graph does not need).
 /// `Ok(None)` when recording failed: the step's result stands, the shape stays eager.
 fn capture(
     model: &DecoderModel,
@@ -231,7 +232,7 @@ fn capture(
         .w()?;
     // Every tensor of the recorded forward is dropped inside the capture, so each of its
     // allocations is a graph node freed within the graph and the graph can be relaunched.
-    let recorded = run(cache);
+    let recorded = crate::kernels::without_pdl(|| run(cache));
     let ended = stream.end_capture(CUgraphInstantiate_flags(0));
     // A failed capture leaves the driver errors of its frees recorded on the context.
     let leftover = stream.context().check_err();

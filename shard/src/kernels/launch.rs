@@ -3,7 +3,8 @@
 //! touches anything an earlier kernel wrote, see `kernels/common.cuh`). Decode runs ~10
 //! dependent kernels a layer; without PDL each boundary drains the GPU and each linear layer
 //! starts its weight stream from cold. cudarc's launch builder has no launch attributes, so
-//! this builder calls `cuLaunchKernelEx` itself. `CUDA_PDL=0` turns PDL off.
+//! this builder calls `cuLaunchKernelEx` itself. `CUDA_PDL=0` turns PDL off; decode graphs
+//! are recorded without it ([`without_pdl`]).
 
 use crate::error::Result;
 use candle_core::cuda_backend::cudarc::driver::sys;
@@ -11,19 +12,48 @@ use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, LaunchConfig, SyncOnDrop,
 };
 use candle_core::cuda_backend::WrapErr;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
-/// Whether kernels on `stream`'s device launch with PDL: compute capability 9.0 or newer and
-/// `CUDA_PDL` not `0`. On an H100 (2026-12-07, docs/gpu-notes.md run 12) decode with it was
-/// never slower, and batch 64 up to 3.6% faster (within that batch's run-to-run noise).
+thread_local! {
+    /// Set while a CUDA graph is recorded on this thread (see [`without_pdl`]).
+    static RECORDING_WITHOUT_PDL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with PDL off for the kernels it launches on this thread: decode graphs are
+/// recorded this way (`CUDA_GRAPH_PDL=1` keeps it). A graph already removes the launch gaps,
+/// and on an H100 batch-1 decode through graphs ran 5.98 ms/token without PDL against 6.01
+/// with it, while eager batch 64 needs it (7,680 against 7,430 tok/s; docs/gpu-notes.md, run
+/// 15).
+pub fn without_pdl<R>(f: impl FnOnce() -> R) -> R {
+    static KEEP: OnceLock<bool> = OnceLock::new();
+    if *KEEP.get_or_init(|| super::env_switch("CUDA_GRAPH_PDL", false)) {
+        return f();
+    }
+    /// Restores the flag however `f` ends.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RECORDING_WITHOUT_PDL.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(RECORDING_WITHOUT_PDL.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether kernels on `stream`'s device launch with PDL: compute capability 9.0 or newer,
+/// `CUDA_PDL` not `0`, and not inside [`without_pdl`]. On an H100 (2026-12-07,
+/// docs/gpu-notes.md runs 12 and 15) eager decode with it was never slower, and batch 64
+/// 3% faster.
 fn pdl_enabled(stream: &CudaStream) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     let on = *ON.get_or_init(|| super::env_switch("CUDA_PDL", true));
-    on && stream
-        .context()
-        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
-        .is_ok_and(|m| m >= 9)
+    on && !RECORDING_WITHOUT_PDL.with(Cell::get)
+        && stream
+            .context()
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+            .is_ok_and(|m| m >= 9)
 }
 
 /// One kernel argument, as [`Launch::arg`] takes it.

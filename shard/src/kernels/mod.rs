@@ -24,6 +24,7 @@ pub use flash_prefill::{
 };
 pub use fused::{add_rms_norm, rope_qkv, silu_mul, write_kv};
 pub use gemm::{linear, silu_gated_linear, GEMV_MAX_M};
+pub use launch::without_pdl;
 pub use logits::logits_stats;
 pub use softmax::masked_softmax;
 
