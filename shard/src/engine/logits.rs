@@ -118,7 +118,12 @@ impl PendingRows {
             let stats = stats.to_vec2::<f32>()?;
             for (&i, r) in reduced.iter().zip(&stats) {
                 let i = i as usize;
-                let (id, lp_chosen, lp_asked, ties) = (r[0], r[1], r[2], r[3]);
+                let &[id, lp_chosen, lp_asked, ties] = r.as_slice() else {
+                    return Err(ShardError::InvalidArgument(format!(
+                        "logits statistics have {} columns, not 4",
+                        r.len()
+                    )));
+                };
                 // NaN/inf logits: the host path knows how to treat (or reject) them.
                 out[i] = match needs[i] {
                     RowNeed::Logprob(_) if lp_asked.is_finite() => {

@@ -402,7 +402,8 @@ impl Engine {
                 "a request with this id is already in a cached batch",
             ));
         }
-        // This prefill's forward changes the batch it would join.
+        // A prefill changes the batch it joins, and its forward may replay the CUDA graph
+        // whose output holds the logits of the forward run ahead.
         self.drop_ahead(None);
         let states = self.admit(&batch)?;
         let mut concat_ns = None;
