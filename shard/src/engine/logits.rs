@@ -29,17 +29,20 @@ pub(super) enum RowResult {
     Full(Vec<f32>),
 }
 
-/// A forward's logits whose rows are being reduced on the device: made by [`begin`], which
-/// only queues device work, and read by [`PendingRows::read`], which waits for it. A step
-/// run ahead of its Decode holds one of these between the two RPCs.
-pub(super) struct PendingRows {
-    /// `[R, vocab]` logits (f32 on a device path).
-    logits: Tensor,
-    needs: Vec<RowNeed>,
-    /// On a device path: the reduced rows and their queued statistics (`[n, 4]`).
-    reduced: Option<(Vec<u32>, Tensor)>,
-    /// The CPU path hands every row over whole.
-    host: bool,
+/// A forward's logits whose rows are being read: made by [`begin`], which only queues device
+/// work, and read by [`PendingRows::read`], which waits for it. A step run ahead of its
+/// Decode holds one of these between the two RPCs.
+pub(super) enum PendingRows {
+    /// The CPU path: every row is handed over whole.
+    Host(Tensor),
+    /// The device path.
+    Device {
+        /// `[R, vocab]` f32 logits.
+        logits: Tensor,
+        needs: Vec<RowNeed>,
+        /// The reduced rows and their queued statistics (`[n, 4]`), if any.
+        reduced: Option<(Vec<u32>, Tensor)>,
+    },
 }
 
 /// Queues the reading of `logits` (`[R, vocab]`) as `needs` asks. On the CPU every row comes
@@ -53,12 +56,7 @@ pub(super) fn begin(logits: Tensor, needs: Vec<RowNeed>) -> Result<PendingRows> 
         )));
     }
     if logits.device().is_cpu() {
-        return Ok(PendingRows {
-            logits,
-            needs,
-            reduced: None,
-            host: true,
-        });
+        return Ok(PendingRows::Host(logits));
     }
     begin_on_device(logits, needs)
 }
@@ -69,7 +67,7 @@ pub(super) fn begin_on_device(logits: Tensor, needs: Vec<RowNeed>) -> Result<Pen
     let reduced: Vec<u32> = (0..needs.len() as u32)
         .filter(|&i| needs[i as usize] != RowNeed::Full)
         .collect();
-    let stats = if reduced.is_empty() {
+    let reduced = if reduced.is_empty() {
         None
     } else {
         let asked: Vec<u32> = reduced
@@ -88,33 +86,41 @@ pub(super) fn begin_on_device(logits: Tensor, needs: Vec<RowNeed>) -> Result<Pen
         let stats = row_stats(&logits, &reduced, &asked)?;
         Some((reduced, stats))
     };
-    Ok(PendingRows {
+    Ok(PendingRows::Device {
         logits,
         needs,
-        reduced: stats,
-        host: false,
+        reduced,
     })
 }
 
 impl PendingRows {
     /// Whether some row is sampled on the host (a vocabulary-wide pass per such row).
     pub fn host_sampled(&self) -> bool {
-        self.host || self.needs.contains(&RowNeed::Full)
+        match self {
+            Self::Host(_) => true,
+            Self::Device { needs, .. } => needs.contains(&RowNeed::Full),
+        }
     }
 
     /// Waits for the device and returns every row's result.
     pub fn read(self) -> Result<Vec<RowResult>> {
-        let vocab = self.logits.dim(1)?;
-        if self.host {
-            let flat = self.logits.flatten_all()?.to_vec1::<f32>()?;
-            return Ok(flat
-                .chunks(vocab.max(1))
-                .map(|row| RowResult::Full(row.to_vec()))
-                .collect());
-        }
-        let needs = self.needs;
+        let (logits, needs, reduced) = match self {
+            Self::Host(logits) => {
+                let vocab = logits.dim(1)?;
+                let flat = logits.flatten_all()?.to_vec1::<f32>()?;
+                return Ok(flat
+                    .chunks(vocab.max(1))
+                    .map(|row| RowResult::Full(row.to_vec()))
+                    .collect());
+            }
+            Self::Device {
+                logits,
+                needs,
+                reduced,
+            } => (logits, needs, reduced),
+        };
         let mut out: Vec<Option<RowResult>> = vec![None; needs.len()];
-        if let Some((reduced, stats)) = self.reduced {
+        if let Some((reduced, stats)) = reduced {
             let stats = stats.to_vec2::<f32>()?;
             for (&i, r) in reduced.iter().zip(&stats) {
                 let i = i as usize;
@@ -141,10 +147,8 @@ impl PendingRows {
             .filter(|&i| out[i as usize].is_none())
             .collect();
         if !full.is_empty() {
-            let dev = self.logits.device();
-            let rows = self
-                .logits
-                .index_select(&Tensor::new(full.as_slice(), dev)?, 0)?
+            let rows = logits
+                .index_select(&Tensor::new(full.as_slice(), logits.device())?, 0)?
                 .to_vec2::<f32>()?;
             for (&i, row) in full.iter().zip(rows) {
                 out[i as usize] = Some(match needs[i as usize] {

@@ -1,24 +1,13 @@
 //! Launchers of `kernels/fused.cu`: residual add + RMSNorm, SiLU·mul, rotary + K/V cache write.
 
 use super::launch::Launch;
-use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
+use super::{alloc, cuda_device, ptx, suffix, vector_width, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
 use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::{DType, Tensor};
 
 fn bad(msg: String) -> ShardError {
     ShardError::InvalidArgument(msg)
-}
-
-/// Elements of `dtype` in a 16-byte load when every tensor of `ts` starts on a 16-byte
-/// boundary and rows of `width` elements keep them there; `None`: the scalar kernels.
-fn vector_width(dtype: DType, width: usize, ts: &[&Tensor]) -> Option<usize> {
-    let vec = 16 / dtype.size_in_bytes().max(1);
-    (width.is_multiple_of(vec)
-        && ts
-            .iter()
-            .all(|t| t.layout().start_offset().is_multiple_of(vec)))
-    .then_some(vec)
 }
 
 /// The name of kernel `base` of `fused.cu` for `dtype`, its 16-byte-load variant if

@@ -7,7 +7,7 @@
 
 use super::launch::Launch;
 use super::skinny_gemm::{skinny_gemm, skinny_gemm_pays};
-use super::{alloc, cuda_device, ptx, suffix, view, with_float_type, wrap};
+use super::{aligned, alloc, cuda_device, ptx, suffix, vector_width, view, with_float_type, wrap};
 use crate::error::{Result, ShardError};
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys};
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig};
@@ -57,33 +57,24 @@ pub fn silu_gated_linear(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     let dev = cuda_device(x, "gated linear input")?;
     let (two_n, k) = w.dims2()?;
     let on = *ON.get_or_init(|| super::env_switch("CUDA_GATED_GEMV", true));
-    if !on || !two_n.is_multiple_of(2) || x.dim(1)? != k || x.dtype() != w.dtype() {
+    if !on || !two_n.is_multiple_of(2) || x.dim(1)? != k {
         return Ok(None);
     }
     let x = x.contiguous()?;
-    if x.dim(0)? == 0 || !gemv_applies(&x, w) {
+    if !gemv_applies(&x, w) {
         return Ok(None);
     }
     gemv(&dev, &x, w, "gemv_silu_gated", two_n / 2).map(Some)
 }
 
-/// Whether `x` (`[M, K]`, contiguous) and `w` suit the GEMV kernels: M <= 8, K whole 16-byte
-/// vectors, both starting on a 16-byte boundary, `w` contiguous.
+/// Whether `x` (`[M, K]`, contiguous) and `w` suit the GEMV kernels: 1 <= M <= 8, one dtype,
+/// K whole 16-byte vectors, both starting on a 16-byte boundary, `w` contiguous.
 fn gemv_applies(x: &Tensor, w: &Tensor) -> bool {
     let (m, k) = x.dims2().unwrap_or((0, 0));
-    let vec = 16 / w.dtype().size_in_bytes();
-    m <= GEMV_MAX_M
-        && k.is_multiple_of(vec)
-        && aligned(x)
-        && aligned(w)
-        && w.is_contiguous()
+    (1..=GEMV_MAX_M).contains(&m)
         && x.dtype() == w.dtype()
-}
-
-/// Whether `t`'s data starts on a 16-byte boundary.
-fn aligned(t: &Tensor) -> bool {
-    let vec = 16 / t.dtype().size_in_bytes();
-    t.layout().start_offset().is_multiple_of(vec)
+        && w.is_contiguous()
+        && vector_width(w.dtype(), k, &[x, w]).is_some()
 }
 
 /// Launches GEMV kernel `base` (`gemv` or `gemv_silu_gated`) for `x` (`[M, K]`, contiguous)

@@ -46,14 +46,18 @@ pub fn without_pdl<R>(f: impl FnOnce() -> R) -> R {
 /// `CUDA_PDL` not `0`, and not inside [`without_pdl`]. On an H100 (2026-12-07,
 /// docs/gpu-notes.md runs 12 and 15) eager decode with it was never slower, and batch 64
 /// 3% faster.
+/// The switch and the compute capability are read once: a shard process drives one GPU, and
+/// this runs on every launch.
 fn pdl_enabled(stream: &CudaStream) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    let on = *ON.get_or_init(|| super::env_switch("CUDA_PDL", true));
+    let on = *ON.get_or_init(|| {
+        super::env_switch("CUDA_PDL", true)
+            && stream
+                .context()
+                .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+                .is_ok_and(|m| m >= 9)
+    });
     on && !RECORDING_WITHOUT_PDL.with(Cell::get)
-        && stream
-            .context()
-            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
-            .is_ok_and(|m| m >= 9)
 }
 
 /// One kernel argument, as [`Launch::arg`] takes it.

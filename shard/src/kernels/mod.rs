@@ -61,6 +61,19 @@ fn suffix(dtype: DType) -> Result<&'static str> {
     }
 }
 
+/// Whether `t`'s data starts on a 16-byte boundary (the kernels' vector loads).
+fn aligned(t: &Tensor) -> bool {
+    let vec = 16 / t.dtype().size_in_bytes().max(1);
+    t.layout().start_offset().is_multiple_of(vec)
+}
+
+/// Elements of `dtype` in a 16-byte load when every tensor of `ts` starts on a 16-byte
+/// boundary and rows of `width` elements keep them there; `None`: scalar loads only.
+fn vector_width(dtype: DType, width: usize, ts: &[&Tensor]) -> Option<usize> {
+    let vec = 16 / dtype.size_in_bytes().max(1);
+    (width.is_multiple_of(vec) && ts.iter().all(|t| aligned(t))).then_some(vec)
+}
+
 /// The CUDA device of `t`, or an error naming `what`.
 fn cuda_device(t: &Tensor, what: &str) -> Result<CudaDevice> {
     match t.device() {

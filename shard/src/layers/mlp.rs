@@ -48,9 +48,7 @@ impl Mlp {
         let h = silu_mul(&gu, self.local_intermediate)?;
         self.down.forward(&h)
     }
-}
 
-impl Mlp {
     /// `silu(gate(x)) * up(x)` in one kernel for decode-sized `x` on a GPU, when the gate/up
     /// weight is dense.
     #[cfg(feature = "cuda")]
