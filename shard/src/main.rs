@@ -210,13 +210,7 @@ fn run(args: ServeArgs) -> Result<(), ShardError> {
 }
 
 async fn serve(service: ShardService, socket: &std::path::Path) -> Result<(), ShardError> {
-    if socket.exists() {
-        let _ = std::fs::remove_file(socket);
-    }
-    let listener = tokio::net::UnixListener::bind(socket).map_err(|source| ShardError::Io {
-        context: format!("binding {}", socket.display()),
-        source,
-    })?;
+    let listener = bind_listening(socket)?;
     tracing::info!(socket = %socket.display(), "server started");
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let fatal = service.fatal_signal();
@@ -252,6 +246,32 @@ async fn serve(service: ShardService, socket: &std::path::Path) -> Result<(), Sh
     Ok(())
 }
 
+/// Binds `socket` so that the path appears only once the socket accepts connections: the
+/// launcher, the benchmark and the tests take the path's existence as "ready" (as TGI's
+/// launcher does), and a connect between `bind` and `listen` is refused. Binding a sibling
+/// name and renaming it into place closes that window.
+fn bind_listening(socket: &std::path::Path) -> Result<tokio::net::UnixListener, ShardError> {
+    let io = |context: String| move |source| ShardError::Io { context, source };
+    let mut staging = socket.as_os_str().to_owned();
+    staging.push(".binding");
+    let staging = PathBuf::from(staging);
+    for stale in [socket, staging.as_path()] {
+        if let Err(e) = std::fs::remove_file(stale) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(io(format!("removing the stale {}", stale.display()))(e));
+            }
+        }
+    }
+    let listener = tokio::net::UnixListener::bind(&staging)
+        .map_err(io(format!("binding {}", staging.display())))?;
+    std::fs::rename(&staging, socket).map_err(io(format!(
+        "moving {} to {}",
+        staging.display(),
+        socket.display()
+    )))?;
+    Ok(listener)
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
@@ -261,5 +281,27 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, stopping"),
         _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_listening;
+
+    #[tokio::test]
+    async fn the_socket_path_appears_listening_and_replaces_a_stale_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s-0");
+        std::fs::write(&socket, b"left over by a crashed shard").unwrap();
+        let listener = bind_listening(&socket).unwrap();
+        // Connecting by the final path reaches the listener, and no staging name is left.
+        let client = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        let (_server_side, _) = listener.accept().await.unwrap();
+        drop(client);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("s-0")]);
     }
 }
